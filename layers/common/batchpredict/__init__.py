@@ -1,0 +1,1 @@
+"""Batch predictions on AWS serverless: the code shared by every Lambda (the common layer)."""
