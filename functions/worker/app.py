@@ -1,0 +1,34 @@
+"""Worker Lambda: predicts the chunks of an SQS batch; reports failed chunks individually."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from batchpredict.observability import logger, metrics, tracer
+from batchpredict.service.worker import BatchWork, Clock
+from batchpredict.store import stores
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    work = BatchWork(stores(), Clock(remaining_ms=context.get_remaining_time_in_millis))
+    work.prepare(record["body"] for record in event.get("Records", []))
+
+    def handle(record: SQSRecord) -> None:
+        work.handle(record.body)
+
+    response = process_partial_response(
+        event=event, record_handler=handle, processor=processor, context=context
+    )
+    work.finish()
+    return response

@@ -1,0 +1,43 @@
+"""Dead-lettered chunks: their items become failed results, so the job still ends."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from batchpredict.constants import ErrorCode, ItemStatus, Metric
+from batchpredict.observability import logger, metrics
+from batchpredict.service.completion import check_job
+from batchpredict.service.worker import parse_chunk
+from batchpredict.store import Stores
+from batchpredict.store.jobs import ChunkResult, ResultRow
+
+
+def record_dead_letter(stores: Stores, body: str, receive_count: int) -> None:
+    """Fail the chunk's items with a reason through the exactly-once write.
+
+    An unparseable body raises: the DLQ's own redrive then parks it (never dropped).
+    """
+    message = parse_chunk(body)
+    job = stores.jobs.get(message.tenant, message.job_id, consistent=True)
+    if job is None:
+        logger.warning("dead letter for an unknown job", extra={"job_id": message.job_id})
+        return
+    error = {
+        "code": str(ErrorCode.DEAD_LETTERED),
+        "message": (
+            f"chunk {message.chunk_id} failed on every one of its deliveries and was "
+            "dead-lettered (for example a poison input or repeated timeouts)"
+        ),
+    }
+    rows = tuple(
+        ResultRow(i, ItemStatus.FAILED, error=error, attempts=message.attempt)
+        for i in message.entity_ids
+    )
+    if stores.accounting.record(job, ChunkResult(message.chunk_id, rows)):
+        metrics.add_metric(name=Metric.DEAD_LETTERED_CHUNKS, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=Metric.ITEMS_FAILED, unit=MetricUnit.Count, value=len(rows))
+        logger.warning(
+            "dead-lettered chunk recorded as failed",
+            extra={"job_id": job.job_id, "chunk_id": message.chunk_id, "items": len(rows)},
+        )
+    check_job(stores, job)

@@ -1,0 +1,565 @@
+"""The jobs table: job items, counter shards, chunk manifests, chunk results and job events.
+
+Layout (pk = TENANT#<tenant>#JOB#<job_id>):
+  sk META            the job: settings, status, timestamps (GSI by-tenant: gsi1pk/gsi1sk)
+  sk SHARD#nn        counters, ADDed by chunk transactions; status sums them with one Query
+  sk MANIFEST#nnnnn  the entity ids of up to 1,000 items, so any chunk can be re-sent
+  sk RESULT#<chunk>  one chunk's item results (zlib JSON), written once: the exactly-once key
+  sk EVENT#<ts>#<n>  the job's history
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from batchpredict.chunking import Chunk, chunks_per_manifest_page, plan_chunks
+from batchpredict.constants import ACTIVE_STATUSES, JobStatus, Priority
+from batchpredict.store import dynamo
+
+COUNTER_FIELDS = ("succeeded", "failed", "cancelled", "cached", "retried")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def job_pk(tenant: str, job_id: str) -> str:
+    return f"TENANT#{tenant}#JOB#{job_id}"
+
+
+def tenant_pk(tenant: str) -> str:
+    return f"TENANT#{tenant}"
+
+
+SWEEP_INDEX = "sweep"
+SWEEP_PARTITIONS = 4
+
+
+def sweep_partition(kind: str, pk: str) -> str:
+    """The sparse `sweep` index spreads active jobs and due portfolios over a few partitions."""
+    return f"{kind}#{zlib.crc32(pk.encode()) % SWEEP_PARTITIONS}"
+
+
+@dataclass(slots=True)
+class Job:
+    tenant: str
+    job_id: str
+    prediction_type: str
+    predictor_version: str
+    parameters: dict[str, Any]
+    total_items: int
+    chunk_size: int
+    chunk_count: int
+    counter_shards: int
+    created_at: str
+    expires_at: int
+    status: JobStatus = JobStatus.QUEUED
+    priority: Priority = Priority.NORMAL
+    metadata: dict[str, str] = field(default_factory=dict)
+    client_token: str | None = None
+    request_hash: str = ""
+    tolerated_failure_percent: float = 100.0
+    use_cache: bool = True
+    callback_url: str | None = None
+    portfolio_id: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    updated_at: str | None = None
+    cancel_requested_at: str | None = None
+    failure_tolerance_exceeded: bool = False
+    # What the sweep last saw: a job whose done count stops moving is re-dispatched.
+    swept_done: int = 0
+    swept_at: str | None = None
+
+    @property
+    def pk(self) -> str:
+        return job_pk(self.tenant, self.job_id)
+
+    @property
+    def accepts_predictions(self) -> bool:
+        return self.status in ACTIVE_STATUSES and not self.failure_tolerance_exceeded
+
+    def to_item(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        data["priority"] = str(self.priority)
+        data["parameters"] = json.dumps(self.parameters, sort_keys=True)
+        data.update(
+            pk=self.pk,
+            sk="META",
+            gsi1pk=tenant_pk(self.tenant),
+            gsi1sk=f"{self.created_at}#{self.job_id}",
+        )
+        if not self.status.is_terminal:
+            data.update(sweep_pk=sweep_partition("ACTIVE", self.pk), sweep_sk=self.created_at)
+        return data
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> Job:
+        fields = {k: item[k] for k in cls.__dataclass_fields__ if k in item}
+        fields["parameters"] = json.loads(item.get("parameters") or "{}")
+        fields["status"] = JobStatus(item["status"])
+        fields["priority"] = Priority(item.get("priority", Priority.NORMAL))
+        fields["metadata"] = dict(item.get("metadata") or {})
+        return cls(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    cached: int = 0
+    retried: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.done
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One item's outcome, as the results endpoint shows it."""
+
+    entity_id: str
+    status: str
+    prediction: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    quality: float | None = None
+    cached: bool = False
+    attempts: int = 1
+    duration_ms: float = 0.0
+
+    def to_compact(self) -> list[Any]:
+        return [
+            self.entity_id,
+            self.status,
+            self.prediction,
+            self.error,
+            self.quality,
+            self.cached,
+            self.attempts,
+            self.duration_ms,
+        ]
+
+    @classmethod
+    def from_compact(cls, row: Sequence[Any]) -> ResultRow:
+        return cls(*row)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """What one chunk settled, plus the retry chunk that carries its still-transient items."""
+
+    chunk_id: str
+    rows: tuple[ResultRow, ...]
+    retry: Chunk | None = None
+    retry_delay_seconds: int = 0
+
+    def counts(self) -> dict[str, int]:
+        totals = dict.fromkeys(COUNTER_FIELDS, 0)
+        for row in self.rows:
+            totals[row.status] += 1
+            totals["cached"] += int(row.cached)
+        totals["retried"] = len(self.retry.entity_ids) if self.retry else 0
+        return totals
+
+
+def encode_rows(rows: Sequence[ResultRow]) -> bytes:
+    payload = json.dumps([r.to_compact() for r in rows], separators=(",", ":"))
+    return zlib.compress(payload.encode(), level=6)
+
+
+def decode_rows(blob: bytes) -> list[ResultRow]:
+    return [ResultRow.from_compact(r) for r in json.loads(zlib.decompress(blob))]
+
+
+class JobStore:
+    """Data access for the jobs table. Built by `stores()` with the table name and a client."""
+
+    def __init__(self, client: Any, table: str, retention_days: int) -> None:
+        self.client = client
+        self.table = table
+        self.retention = timedelta(days=retention_days)
+
+    # ------------------------------------------------------------ helpers
+
+    def expires_at(self, created: datetime | None = None) -> int:
+        return int(((created or datetime.now(UTC)) + self.retention).timestamp())
+
+    def _live(self, item: Mapping[str, Any] | None) -> bool:
+        """DynamoDB deletes expired items up to days late (moto never): check expires_at."""
+        if not item:
+            return False
+        expires = item.get("expires_at")
+        return expires is None or int(expires) > int(datetime.now(UTC).timestamp())
+
+    # ------------------------------------------------------------ jobs
+
+    def get(self, tenant: str, job_id: str, *, consistent: bool = False) -> Job | None:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=dynamo.serialize({"pk": job_pk(tenant, job_id), "sk": "META"}),
+            ConsistentRead=consistent,
+        )
+        item = dynamo.deserialize(response["Item"]) if "Item" in response else None
+        return Job.from_item(item) if item and self._live(item) else None
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+        items = dynamo.batch_get(
+            self.client,
+            self.table,
+            [{"pk": job_pk(t, j), "sk": "META"} for t, j in keys],
+            consistent=True,
+        )
+        jobs = (Job.from_item(i) for i in items if self._live(i))
+        return {(job.tenant, job.job_id): job for job in jobs}
+
+    def create(self, job: Job, entity_ids: Sequence[str]) -> bool:
+        """Write the manifest, then the job item (the commit point). False if the job exists.
+
+        The manifest goes first so that a job item never exists without it; a crash between
+        the two leaves only manifest pages, which expire, and a retry rewrites them identically.
+        """
+        per_page = chunks_per_manifest_page(job.chunk_size) * job.chunk_size
+        pages = [
+            {
+                "pk": job.pk,
+                "sk": f"MANIFEST#{n:05d}",
+                "ids": json.dumps(list(entity_ids[start : start + per_page])),
+                "expires_at": job.expires_at,
+            }
+            for n, start in enumerate(range(0, len(entity_ids), per_page))
+        ]
+        event = self._event_item(job, "JobCreated", {"total_items": job.total_items})
+        dynamo.batch_write(self.client, self.table, [*pages, event])
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=dynamo.serialize(job.to_item()),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def manifest_chunks(self, job: Job) -> list[Chunk]:
+        ids: list[str] = []
+        for page in dynamo.query_all(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues=dynamo.values({":pk": job.pk, ":p": "MANIFEST#"}),
+            ConsistentRead=True,
+        ):
+            ids.extend(json.loads(page["ids"]))
+        return plan_chunks(ids, job.chunk_size)
+
+    def mark_processing(self, job: Job) -> bool:
+        """QUEUED -> PROCESSING, once; the first chunk to run does it."""
+        now = now_iso()
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+                UpdateExpression="SET #s = :processing, started_at = :now, updated_at = :now",
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=dynamo.values(
+                    {":processing": JobStatus.PROCESSING, ":queued": JobStatus.QUEUED, ":now": now}
+                ),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        job.status, job.started_at = JobStatus.PROCESSING, now
+        self.put_event(job, "JobStarted")
+        return True
+
+    def request_cancel(self, job: Job) -> bool:
+        """QUEUED/PROCESSING -> CANCELLING. False if the job was no longer active."""
+        now = now_iso()
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+                UpdateExpression="SET #s = :cancelling, cancel_requested_at = :now, updated_at = :now",
+                ConditionExpression="#s IN (:queued, :processing)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=dynamo.values(
+                    {
+                        ":cancelling": JobStatus.CANCELLING,
+                        ":queued": JobStatus.QUEUED,
+                        ":processing": JobStatus.PROCESSING,
+                        ":now": now,
+                    }
+                ),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        job.status, job.cancel_requested_at = JobStatus.CANCELLING, now
+        self.put_event(job, "CancelRequested")
+        return True
+
+    def mark_failure_tolerance_exceeded(self, job: Job) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+            UpdateExpression="SET failure_tolerance_exceeded = :t, updated_at = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=dynamo.values({":t": True, ":now": now_iso()}),
+        )
+        job.failure_tolerance_exceeded = True
+
+    def finalize(self, job: Job, status: JobStatus) -> bool:
+        """Move a job to a terminal status exactly once; True for the caller that did it."""
+        now = now_iso()
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+                UpdateExpression=(
+                    "SET #s = :final, finished_at = :now, updated_at = :now "
+                    "REMOVE sweep_pk, sweep_sk"
+                ),
+                ConditionExpression="#s IN (:q, :p, :c)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=dynamo.values(
+                    {
+                        ":final": status,
+                        ":now": now,
+                        ":q": JobStatus.QUEUED,
+                        ":p": JobStatus.PROCESSING,
+                        ":c": JobStatus.CANCELLING,
+                    }
+                ),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        job.status, job.finished_at = status, now
+        return True
+
+    def list_for_tenant(
+        self, tenant: str, *, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[Job], dict[str, Any] | None]:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "by-tenant",
+            "KeyConditionExpression": "gsi1pk = :t",
+            "ExpressionAttributeValues": dynamo.values({":t": tenant_pk(tenant)}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            request["ExclusiveStartKey"] = start_key
+        response = self.client.query(**request)
+        items = [dynamo.deserialize(i) for i in response.get("Items", [])]
+        jobs = [Job.from_item(i) for i in items if self._live(i)]
+        return jobs, response.get("LastEvaluatedKey")
+
+    def list_key(self, tenant: str, created_at: str, job_id: str) -> dict[str, Any]:
+        """The by-tenant index's key of a job, to resume a listing after it."""
+        return dynamo.serialize(
+            {
+                "pk": job_pk(tenant, job_id),
+                "sk": "META",
+                "gsi1pk": tenant_pk(tenant),
+                "gsi1sk": f"{created_at}#{job_id}",
+            }
+        )
+
+    def active_jobs(self) -> list[Job]:
+        """Every job not yet terminal, from the sparse sweep index (keys only), then its item."""
+        keys: list[dict[str, Any]] = []
+        for partition in range(SWEEP_PARTITIONS):
+            keys.extend(
+                {"pk": item["pk"], "sk": item["sk"]}
+                for item in dynamo.query_all(
+                    self.client,
+                    TableName=self.table,
+                    IndexName=SWEEP_INDEX,
+                    KeyConditionExpression="sweep_pk = :p",
+                    ExpressionAttributeValues=dynamo.values({":p": f"ACTIVE#{partition}"}),
+                )
+            )
+        items = dynamo.batch_get(self.client, self.table, keys, consistent=True)
+        return [Job.from_item(i) for i in items if self._live(i)]
+
+    def note_sweep(self, job: Job, done: int) -> None:
+        now = now_iso()
+        self.client.update_item(
+            TableName=self.table,
+            Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+            UpdateExpression="SET swept_done = :d, swept_at = :now",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=dynamo.values({":d": done, ":now": now}),
+        )
+        job.swept_done, job.swept_at = done, now
+
+    # ------------------------------------------------------------ counters
+
+    def counts(self, job: Job, *, consistent: bool = True) -> Counts:
+        totals = dict.fromkeys(COUNTER_FIELDS, 0)
+        for shard in dynamo.query_all(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues=dynamo.values({":pk": job.pk, ":p": "SHARD#"}),
+            ConsistentRead=consistent,
+        ):
+            for name in COUNTER_FIELDS:
+                totals[name] += int(shard.get(name, 0))
+        return Counts(total=job.total_items, **totals)
+
+    # ------------------------------------------------------------ results
+
+    def result_item(self, job: Job, result: ChunkResult) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "pk": job.pk,
+            "sk": f"RESULT#{result.chunk_id}",
+            "rows": encode_rows(result.rows),
+            "created_at": now_iso(),
+            "expires_at": job.expires_at,
+            **{f"n_{k}": v for k, v in result.counts().items()},
+        }
+        if result.retry:
+            item["retry_chunk_id"] = result.retry.chunk_id
+            item["retry_ids"] = json.dumps(result.retry.entity_ids)
+            item["retry_attempt"] = result.retry.attempt
+            item["retry_delay_seconds"] = result.retry_delay_seconds
+        return item
+
+    def get_result(self, job: Job, chunk_id: str) -> dict[str, Any] | None:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=dynamo.serialize({"pk": job.pk, "sk": f"RESULT#{chunk_id}"}),
+            ConsistentRead=True,
+        )
+        return dynamo.deserialize(response["Item"]) if "Item" in response else None
+
+    def result_chunk_ids(self, job: Job) -> dict[str, dict[str, Any]]:
+        """chunk id -> the result item's retry fields, for every recorded chunk (no rows)."""
+        found: dict[str, dict[str, Any]] = {}
+        for item in dynamo.query_all(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues=dynamo.values({":pk": job.pk, ":p": "RESULT#"}),
+            ProjectionExpression="sk, retry_chunk_id, retry_ids, retry_attempt",
+            ConsistentRead=True,
+        ):
+            found[item["sk"].removeprefix("RESULT#")] = item
+        return found
+
+    def iter_results(
+        self, job: Job, *, from_sk: str | None
+    ) -> Iterator[tuple[str, list[ResultRow]]]:
+        """(sk, rows) of each chunk result in chunk order, from `from_sk` (inclusive) on."""
+        yield from (
+            (item["sk"], decode_rows(item["rows"]))
+            for item in dynamo.query_all(
+                self.client,
+                TableName=self.table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+                ExpressionAttributeValues=dynamo.values(
+                    {":pk": job.pk, ":from": from_sk or "RESULT#", ":to": "RESULT#\uffff"}
+                ),
+                ProjectionExpression="sk, #rows",
+                ExpressionAttributeNames={"#rows": "rows"},
+                Limit=25,
+            )
+        )
+
+    # ------------------------------------------------------------ events
+
+    def _event_item(self, job: Job, kind: str, detail: Mapping[str, Any] | None) -> dict[str, Any]:
+        at = now_iso()
+        return {
+            "pk": job.pk,
+            "sk": f"EVENT#{at}#{kind}",
+            "kind": kind,
+            "at": at,
+            "detail": json.dumps(dict(detail or {}), sort_keys=True),
+            "expires_at": job.expires_at,
+        }
+
+    def put_event(self, job: Job, kind: str, detail: Mapping[str, Any] | None = None) -> None:
+        self.client.put_item(
+            TableName=self.table, Item=dynamo.serialize(self._event_item(job, kind, detail))
+        )
+
+    def events(self, job: Job) -> list[dict[str, Any]]:
+        items = dynamo.query_all(
+            self.client,
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues=dynamo.values({":pk": job.pk, ":p": "EVENT#"}),
+        )
+        return [
+            {"at": i["at"], "kind": i["kind"], "detail": json.loads(i.get("detail") or "{}")}
+            for i in items
+        ]
+
+
+class ChunkAccounting:
+    """The exactly-once write: one TransactWriteItems per chunk.
+
+    Put the chunk's result item if it does not exist, and ADD the chunk's counts to one counter
+    shard. A replayed chunk fails the condition, so nothing is counted twice; the worker, the DLQ
+    consumer and cancellation all record through here.
+    """
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    def record(self, job: Job, result: ChunkResult) -> bool:
+        """True if this call recorded the chunk, False if it had been recorded already."""
+        from batchpredict.chunking import shard_of  # local: keeps the import graph flat
+
+        counts = result.counts()
+        shard = shard_of(result.chunk_id, job.counter_shards)
+        adds = ", ".join(f"{name} :{name}" for name in counts)
+        try:
+            self.store.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.store.table,
+                            "Item": dynamo.serialize(self.store.result_item(job, result)),
+                            "ConditionExpression": "attribute_not_exists(sk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.store.table,
+                            "Key": dynamo.serialize({"pk": job.pk, "sk": f"SHARD#{shard:02d}"}),
+                            "UpdateExpression": f"ADD {adds} SET expires_at = :exp",
+                            "ExpressionAttributeValues": dynamo.values(
+                                {**{f":{k}": v for k, v in counts.items()}, ":exp": job.expires_at}
+                            ),
+                        }
+                    },
+                ]
+            )
+        except self.store.client.exceptions.TransactionCanceledException as error:
+            reasons = error.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
