@@ -21,6 +21,16 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BatchPredict")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "batchpredict")
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fault-seeds",
+        type=int,
+        default=int(os.environ.get("FAULT_SEEDS", "0")) or None,
+        help="how many seeds the fault-injection suite runs (default: its CI share)",
+    )
+
+
 TABLES = {"JOBS_TABLE": "jobs", "ENTITIES_TABLE": "entities", "CACHE_TABLE": "cache"}
 
 
@@ -41,6 +51,8 @@ def _create_table(ddb: Any, name: str, gsi: bool) -> None:
         spec["AttributeDefinitions"] += [
             {"AttributeName": "gsi1pk", "AttributeType": "S"},
             {"AttributeName": "gsi1sk", "AttributeType": "S"},
+            {"AttributeName": "sweep_pk", "AttributeType": "S"},
+            {"AttributeName": "sweep_sk", "AttributeType": "S"},
         ]
         spec["GlobalSecondaryIndexes"] = [
             {
@@ -50,7 +62,15 @@ def _create_table(ddb: Any, name: str, gsi: bool) -> None:
                     {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": "sweep",
+                "KeySchema": [
+                    {"AttributeName": "sweep_pk", "KeyType": "HASH"},
+                    {"AttributeName": "sweep_sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ]
     ddb.create_table(**spec)
 

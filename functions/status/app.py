@@ -10,7 +10,7 @@ from batchpredict.api import make_resolver, tenant
 from batchpredict.constants import ItemStatus, JobStatus
 from batchpredict.models import ListJobsQuery, ResultsQuery
 from batchpredict.observability import logger, metrics, tracer
-from batchpredict.service import jobs
+from batchpredict.service import jobs, report
 from batchpredict.store import stores
 
 app = make_resolver()
@@ -53,6 +53,18 @@ def get_results(
 @tracer.capture_method
 def get_events(job_id: JobId) -> dict[str, Any]:
     return jobs.job_events(stores(), tenant(app), job_id)
+
+
+@app.get("/v1/jobs/<job_id>/report")
+@tracer.capture_method
+def get_report(job_id: JobId) -> dict[str, Any]:
+    return report.job_report(stores(), tenant(app), job_id)
+
+
+@app.get("/v1/stats")
+@tracer.capture_method
+def get_stats(days: Annotated[int, Query(ge=1, le=90)] = 7) -> dict[str, Any]:
+    return report.tenant_stats(stores(), tenant(app), days)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

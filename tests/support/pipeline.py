@@ -34,6 +34,14 @@ ROUTES = {
     ("PUT", "/v1/entities"): "entities",
     ("GET", "/v1/entities/{entity_id}"): "entities",
     ("DELETE", "/v1/entities/{entity_id}"): "entities",
+    ("GET", "/v1/jobs/{job_id}/report"): "status",
+    ("GET", "/v1/stats"): "status",
+    ("GET", "/v1/portfolios"): "entities",
+    ("PUT", "/v1/portfolios/{portfolio_id}"): "entities",
+    ("GET", "/v1/portfolios/{portfolio_id}"): "entities",
+    ("DELETE", "/v1/portfolios/{portfolio_id}"): "entities",
+    ("GET", "/v1/predictions/{prediction_type}/{entity_id}"): "entities",
+    ("DELETE", "/v1/cache"): "entities",
 }
 
 

@@ -76,16 +76,24 @@ def _validation_response(error: RequestValidationError) -> Response[str]:
     return error_response(400, ErrorCode.VALIDATION_ERROR, f"{first.path}: {first.message}", fields)
 
 
+class Resolver(APIGatewayRestResolver):
+    """Refuses an oversized body before anything parses it (Powertools validates first)."""
+
+    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if len(event.get("body") or "") > c.MAX_BODY_BYTES:
+            error = PayloadTooLargeError(f"the body is larger than {c.MAX_BODY_BYTES} bytes")
+            response = error_response(error.status_code, error.code, error.message)
+            return {
+                "statusCode": response.status_code,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": response.body,
+                "isBase64Encoded": False,
+            }
+        return super().resolve(event, context)
+
+
 def make_resolver() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
-
-    def limit_body(app: APIGatewayRestResolver, next_middleware: Any) -> Any:
-        body = app.current_event.body or ""
-        if len(body) > c.MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"the body is larger than {c.MAX_BODY_BYTES} bytes")
-        return next_middleware(app)
-
-    app.use(middlewares=[limit_body])
+    app = Resolver(enable_validation=True)
 
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response[str]:

@@ -129,17 +129,17 @@ class PredictionCache:
         self, tenant: str, entity_id: str, prediction_type: str | None = None
     ) -> int:
         """Delete the entity's cached predictions (of one type, or all); returns how many."""
+        condition = "pk = :pk"
+        values: dict[str, str] = {":pk": f"TENANT#{tenant}#ENTITY#{entity_id}"}
+        if prediction_type:
+            condition += " AND begins_with(sk, :t)"
+            values[":t"] = f"{prediction_type}#"
         items = list(
             dynamo.query_all(
                 self.client,
                 TableName=self.table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :t)",
-                ExpressionAttributeValues=dynamo.values(
-                    {
-                        ":pk": f"TENANT#{tenant}#ENTITY#{entity_id}",
-                        ":t": f"{prediction_type}#" if prediction_type else "",
-                    }
-                ),
+                KeyConditionExpression=condition,
+                ExpressionAttributeValues=dynamo.values(values),
                 ProjectionExpression="pk, sk",
             )
         )

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 
 from batchpredict.constants import DDB_BATCH_GET_MAX, DDB_BATCH_WRITE_MAX
 
@@ -42,6 +42,8 @@ def _from_dynamo_value(value: Any) -> Any:
         return {k: _from_dynamo_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_dynamo_value(v) for v in value]
+    if isinstance(value, Binary):
+        return bytes(value.value)
     if isinstance(value, set):
         return {_from_dynamo_value(v) for v in value}
     return value

@@ -373,6 +373,17 @@ class JobStore:
         jobs = [Job.from_item(i) for i in items if self._live(i)]
         return jobs, response.get("LastEvaluatedKey")
 
+    def created_since(self, gsi1pk: str, since: str) -> Iterator[Job]:
+        for item in dynamo.query_all(
+            self.client,
+            TableName=self.table,
+            IndexName="by-tenant",
+            KeyConditionExpression="gsi1pk = :t AND gsi1sk >= :since",
+            ExpressionAttributeValues=dynamo.values({":t": gsi1pk, ":since": since}),
+        ):
+            if self._live(item):
+                yield Job.from_item(item)
+
     def list_key(self, tenant: str, created_at: str, job_id: str) -> dict[str, Any]:
         """The by-tenant index's key of a job, to resume a listing after it."""
         return dynamo.serialize(
