@@ -17,7 +17,8 @@ from batchpredict.service.dlq import record_dead_letter
 from batchpredict.service.worker import UnparseableChunkError
 from batchpredict.store import stores
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch in which every record failed is a partial response like any other, not a crash.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def handle(record: SQSRecord) -> None:

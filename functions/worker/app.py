@@ -14,7 +14,8 @@ from batchpredict.observability import logger, metrics, tracer
 from batchpredict.service.worker import BatchWork, Clock
 from batchpredict.store import stores
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch in which every record failed is a partial response like any other, not a crash.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @logger.inject_lambda_context
@@ -25,10 +26,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     work.prepare(record["body"] for record in event.get("Records", []))
 
     def handle(record: SQSRecord) -> None:
-        work.handle(record.body)
+        work.handle(record.message_id, record.body)
 
     response = process_partial_response(
         event=event, record_handler=handle, processor=processor, context=context
     )
-    work.finish()
+    # The batch's results are written together once every chunk has run; a chunk whose write
+    # failed joins the batch item failures.
+    unrecorded = work.finish()
+    response["batchItemFailures"] += [{"itemIdentifier": m} for m in unrecorded]
     return response

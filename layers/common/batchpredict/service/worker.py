@@ -1,9 +1,9 @@
 """The worker: turns one SQS batch of chunks into predictions, recorded exactly once.
 
 Reads are made for the whole batch at once (jobs, entities and their neighbourhoods, cache
-entries), so a batch of ten 25-item chunks costs a handful of requests rather than dozens. Each
-chunk is then predicted and recorded with one transaction (store/jobs.py: ChunkAccounting);
-failures of AWS calls raise, so the chunk's message fails alone and comes back.
+entries), and the batch's chunk results are written together (store/jobs.py: ChunkAccounting),
+so a batch of ten 25-item chunks costs a handful of requests rather than dozens. A chunk whose
+processing or recording fails is reported alone in `batchItemFailures` and comes back.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class BatchWork:
         self.prepared: dict[str, _Prepared] = {}  # by message body
         self.touched: dict[JobKey, Job] = {}
         self.prepare_error: Exception | None = None
+        self.to_record: list[tuple[str, Job, ChunkResult]] = []  # (message id, job, result)
 
     # ------------------------------------------------------------ bulk reads
 
@@ -182,8 +183,8 @@ class BatchWork:
 
     # ------------------------------------------------------------ one chunk
 
-    def handle(self, body: str) -> None:
-        """Process one chunk; raise to have its message fail and come back."""
+    def handle(self, message_id: str, body: str) -> None:
+        """Process one chunk (recorded by finish()); raise to have its message come back."""
         if self.prepare_error is not None:
             raise self.prepare_error
         if self.clock.remaining_ms() < self.stores.settings.time_safety_margin_ms:
@@ -202,13 +203,12 @@ class BatchWork:
             metrics.add_metric(name=Metric.DUPLICATE_CHUNKS, unit=MetricUnit.Count, value=1)
             return
         if not job.accepts_predictions:
-            self._record(job, message, self._cancelled(job, message))
+            self.to_record.append((message_id, job, self._cancelled(job, message)))
             return
         if job.status.value == "QUEUED":
             self.stores.jobs.mark_processing(job)
         started = time.perf_counter()
-        result = self._predict_chunk(prepared)
-        self._record(job, message, result)
+        self.to_record.append((message_id, job, self._predict_chunk(prepared)))
         metrics.add_metric(
             name=Metric.CHUNK_LATENCY,
             unit=MetricUnit.Milliseconds,
@@ -334,8 +334,7 @@ class BatchWork:
         leftover = {e.entity_id: last_errors[e.entity_id] for e in pending}
         return settled, leftover, per_item_ms
 
-    def _record(self, job: Job, message: ChunkMessage, result: ChunkResult) -> None:
-        recorded = self.stores.accounting.record(job, result)
+    def _after_record(self, job: Job, result: ChunkResult, recorded: bool) -> None:
         retry, delay = result.retry, result.retry_delay_seconds
         if recorded:
             counts = result.counts()
@@ -372,10 +371,26 @@ class BatchWork:
 
     # ------------------------------------------------------------ end of batch
 
-    def finish(self) -> None:
-        """Check each job this batch touched: failure tolerance, completion (exactly once)."""
+    def finish(self) -> list[str]:
+        """Record the batch's chunks, then check each job it touched (completion exactly once).
+
+        Returns the message ids whose chunk could not be recorded: they must come back.
+        """
+        failed: list[str] = []
+        entries = [(job, result) for _, job, result in self.to_record]
+        outcomes = self.stores.accounting.record_many(entries)
+        for (message_id, job, result), outcome in zip(self.to_record, outcomes, strict=True):
+            try:
+                if isinstance(outcome, Exception):
+                    raise outcome
+                self._after_record(job, result, outcome)
+            except Exception:
+                logger.exception("recording a chunk failed", extra={"chunk_id": result.chunk_id})
+                failed.append(message_id)
+        self.to_record.clear()
         for job in self.touched.values():
             check_job(self.stores, job)
+        return failed
 
 
 def safe_predict(

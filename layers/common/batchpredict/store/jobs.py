@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from batchpredict.chunking import Chunk, chunks_per_manifest_page, plan_chunks
+from batchpredict.chunking import Chunk, chunks_per_manifest_page, plan_chunks, shard_of
 from batchpredict.constants import ACTIVE_STATUSES, JobStatus, Priority
 from batchpredict.store import dynamo
 
@@ -528,12 +528,20 @@ class JobStore:
         ]
 
 
+# 25 chunks: at most 50 actions (the limit is 100) and far under the 4 MB request limit.
+MAX_CHUNKS_PER_TRANSACTION = 25
+
+Outcome = bool | Exception  # recorded now, recorded before (a replay), or why it could not be
+
+
 class ChunkAccounting:
-    """The exactly-once write: one TransactWriteItems per chunk.
+    """The exactly-once write: a chunk's result and its counts in one TransactWriteItems.
 
     Put the chunk's result item if it does not exist, and ADD the chunk's counts to one counter
     shard. A replayed chunk fails the condition, so nothing is counted twice; the worker, the DLQ
-    consumer and cancellation all record through here.
+    consumer and cancellation all record through here. The chunks of one worker batch share one
+    transaction (their ADDs to the same shard merged); if any of them fails, each is retried in
+    its own transaction, so one duplicate or conflict never decides for the others.
     """
 
     def __init__(self, store: JobStore) -> None:
@@ -541,36 +549,70 @@ class ChunkAccounting:
 
     def record(self, job: Job, result: ChunkResult) -> bool:
         """True if this call recorded the chunk, False if it had been recorded already."""
-        from batchpredict.chunking import shard_of  # local: keeps the import graph flat
+        (outcome,) = self.record_many([(job, result)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-        counts = result.counts()
-        shard = shard_of(result.chunk_id, job.counter_shards)
-        adds = ", ".join(f"{name} :{name}" for name in counts)
+    def record_many(self, entries: Sequence[tuple[Job, ChunkResult]]) -> list[Outcome]:
+        keys = {(job.pk, result.chunk_id) for job, result in entries}
+        if len(keys) < len(entries):
+            # The same chunk twice in one batch: one at a time, so the first copy counts.
+            return [self._record_group([entry])[0] for entry in entries]
+        outcomes: list[Outcome] = []
+        for start in range(0, len(entries), MAX_CHUNKS_PER_TRANSACTION):
+            outcomes.extend(self._record_group(entries[start : start + MAX_CHUNKS_PER_TRANSACTION]))
+        return outcomes
+
+    def _record_group(self, group: Sequence[tuple[Job, ChunkResult]]) -> list[Outcome]:
         try:
-            self.store.client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.store.table,
-                            "Item": dynamo.serialize(self.store.result_item(job, result)),
-                            "ConditionExpression": "attribute_not_exists(sk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.store.table,
-                            "Key": dynamo.serialize({"pk": job.pk, "sk": f"SHARD#{shard:02d}"}),
-                            "UpdateExpression": f"ADD {adds} SET expires_at = :exp",
-                            "ExpressionAttributeValues": dynamo.values(
-                                {**{f":{k}": v for k, v in counts.items()}, ":exp": job.expires_at}
-                            ),
-                        }
-                    },
-                ]
-            )
+            self.store.client.transact_write_items(TransactItems=self._actions(group))
         except self.store.client.exceptions.TransactionCanceledException as error:
+            if len(group) > 1:
+                return [self._record_group([entry])[0] for entry in group]
             reasons = error.response.get("CancellationReasons") or []
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise
-        return True
+                return [False]
+            return [error]
+        except Exception as error:
+            if len(group) > 1:
+                return [self._record_group([entry])[0] for entry in group]
+            return [error]
+        return [True] * len(group)
+
+    def _actions(self, group: Sequence[tuple[Job, ChunkResult]]) -> list[dict[str, Any]]:
+        puts = []
+        shards: dict[tuple[str, str], dict[str, Any]] = {}
+        for job, result in group:
+            puts.append(
+                {
+                    "Put": {
+                        "TableName": self.store.table,
+                        "Item": dynamo.serialize(self.store.result_item(job, result)),
+                        "ConditionExpression": "attribute_not_exists(sk)",
+                    }
+                }
+            )
+            key = (job.pk, f"SHARD#{shard_of(result.chunk_id, job.counter_shards):02d}")
+            entry = shards.setdefault(key, {"expires_at": job.expires_at, "counts": {}})
+            for name, value in result.counts().items():
+                entry["counts"][name] = entry["counts"].get(name, 0) + value
+        updates = [
+            {
+                "Update": {
+                    "TableName": self.store.table,
+                    "Key": dynamo.serialize({"pk": pk, "sk": sk}),
+                    "UpdateExpression": "ADD "
+                    + ", ".join(f"{name} :{name}" for name in entry["counts"])
+                    + " SET expires_at = :exp",
+                    "ExpressionAttributeValues": dynamo.values(
+                        {
+                            **{f":{k}": v for k, v in entry["counts"].items()},
+                            ":exp": entry["expires_at"],
+                        }
+                    ),
+                }
+            }
+            for (pk, sk), entry in shards.items()
+        ]
+        return puts + updates
