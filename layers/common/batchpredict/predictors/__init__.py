@@ -3,7 +3,10 @@
 To add a model: write one module with a `@register`ed Predictor subclass and import it here.
 """
 
-from batchpredict.predictors import cascade, ews, ising  # noqa: F401  (registration)
+# Importing a module registers its predictor.
+from batchpredict.predictors import cascade as cascade
+from batchpredict.predictors import ews as ews
+from batchpredict.predictors import ising as ising
 from batchpredict.predictors.base import (
     EntityGraph,
     Outcome,
