@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -79,7 +80,7 @@ def _validation_response(error: RequestValidationError) -> Response[str]:
 class Resolver(APIGatewayRestResolver):
     """Refuses an oversized body before anything parses it (Powertools validates first)."""
 
-    def resolve(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
         if len(event.get("body") or "") > c.MAX_BODY_BYTES:
             error = PayloadTooLargeError(f"the body is larger than {c.MAX_BODY_BYTES} bytes")
             response = error_response(error.status_code, error.code, error.message)

@@ -43,7 +43,7 @@ def _from_dynamo_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_from_dynamo_value(v) for v in value]
     if isinstance(value, Binary):
-        return bytes(value.value)
+        return bytes(value)  # type: ignore[call-overload]  # Binary defines __bytes__; stubs omit it
     if isinstance(value, set):
         return {_from_dynamo_value(v) for v in value}
     return value
