@@ -93,8 +93,22 @@ class Resolver(APIGatewayRestResolver):
         return super().resolve(event, context)
 
 
+def _log_context(app: APIGatewayRestResolver, next_middleware: Any) -> Any:
+    """Every log line of a request names its tenant and, where the path has one, its job."""
+    identity = app.current_event.request_context.identity
+    logger.append_keys(
+        tenant=identity.user_arn or identity.caller,
+        job_id=(app.current_event.path_parameters or {}).get("job_id"),
+    )
+    try:
+        return next_middleware(app)
+    finally:
+        logger.remove_keys(["tenant", "job_id"])
+
+
 def make_resolver() -> APIGatewayRestResolver:
     app = Resolver(enable_validation=True)
+    app.use(middlewares=[_log_context])
 
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response[str]:

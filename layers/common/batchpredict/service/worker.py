@@ -194,6 +194,7 @@ class BatchWork:
             parse_chunk(body)  # raises UnparseableChunkError with the reason
             raise RuntimeError("chunk was not prepared")
         message, job = prepared.message, prepared.job
+        logger.append_keys(tenant=message.tenant, job_id=message.job_id, chunk_id=message.chunk_id)
         if job is None:
             # The job expired or never existed (a stray message): nothing can count it.
             logger.warning("chunk for an unknown job dropped", extra={"job_id": message.job_id})
@@ -389,7 +390,9 @@ class BatchWork:
                 failed.append(message_id)
         self.to_record.clear()
         for job in self.touched.values():
+            logger.append_keys(tenant=job.tenant, job_id=job.job_id, chunk_id=None)
             check_job(self.stores, job)
+        logger.remove_keys(["tenant", "job_id", "chunk_id"])
         return failed
 
 
