@@ -90,6 +90,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         for env, name in TABLES.items():
             _create_table(ddb, name, gsi=name == "jobs")
             monkeypatch.setenv(env, name)
+        parking_url = sqs.create_queue(QueueName="parking")["QueueUrl"]
+        monkeypatch.setenv("PARKING_QUEUE_URL", parking_url)
         dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"
@@ -112,6 +114,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             "ddb": aws.client("dynamodb"),
             "work_url": work_url,
             "dlq_url": dlq_url,
+            "parking_url": parking_url,
         }
         store.reset()
 

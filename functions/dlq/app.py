@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batchpredict.constants import Metric
 from batchpredict.observability import logger, metrics, tracer
-from batchpredict.service.dlq import record_dead_letter
+from batchpredict.service.dlq import park_dead_letter, record_dead_letter
 from batchpredict.service.worker import UnparseableChunkError
 from batchpredict.store import stores
 
@@ -24,11 +24,12 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def handle(record: SQSRecord) -> None:
     try:
         record_dead_letter(stores(), record.body, int(record.attributes.approximate_receive_count))
-    except UnparseableChunkError:
-        # Kept, not dropped: failing it lets the DLQ's own redrive park it for a human.
-        logger.error("unparseable dead letter", extra={"body": record.body[:4096]})
+    except UnparseableChunkError as error:
+        # Kept, not dropped: parked for a human. If parking fails this raises, and the
+        # letter stays in the DLQ to be tried again.
+        logger.error("unparseable dead letter parked", extra={"body": record.body[:4096]})
         metrics.add_metric(name=Metric.UNPARSEABLE_DEAD_LETTERS, unit=MetricUnit.Count, value=1)
-        raise
+        park_dead_letter(stores(), record.body, record.message_id, str(error))
 
 
 @logger.inject_lambda_context

@@ -125,7 +125,7 @@ def make_resolver() -> APIGatewayRestResolver:
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[str]:
         logger.exception("unhandled error")
-        return error_response(500, "internal_error", "internal error; the request was not applied")
+        return error_response(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
     return app
 

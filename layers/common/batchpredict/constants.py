@@ -54,6 +54,11 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     JOB_FINISHED = "job_finished"
     UNAUTHENTICATED = "unauthenticated"
+    # answered by API Gateway itself (template.yaml's GatewayResponses) or on an unexpected error
+    FORBIDDEN = "forbidden"
+    THROTTLED = "throttled"
+    BAD_REQUEST = "bad_request"
+    INTERNAL_ERROR = "internal_error"
     # item errors
     ENTITY_NOT_FOUND = "entity_not_found"
     MISSING_ATTRIBUTE = "missing_attribute"

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     entities_table: str = "batchpredict-entities"
     cache_table: str = "batchpredict-cache"
     work_queue_url: str = ""
+    # Where the DLQ function moves dead letters it cannot parse, for a human to look at.
+    parking_queue_url: str = ""
     event_bus_name: str = "default"
     stage: str = "dev"
 

@@ -41,3 +41,15 @@ def record_dead_letter(stores: Stores, body: str, receive_count: int) -> None:
             extra={"job_id": job.job_id, "chunk_id": message.chunk_id, "items": len(rows)},
         )
     check_job(stores, job)
+
+
+def park_dead_letter(stores: Stores, body: str, message_id: str, reason: str) -> None:
+    """Move a dead letter that is not a chunk to the parking queue, with why and whence."""
+    stores.sqs.send_message(
+        QueueUrl=stores.settings.parking_queue_url,
+        MessageBody=body,
+        MessageAttributes={
+            "reason": {"DataType": "String", "StringValue": reason[:1024]},
+            "dead_letter_message_id": {"DataType": "String", "StringValue": message_id},
+        },
+    )
