@@ -117,6 +117,8 @@ class ChunkMessage(BaseModel):
     chunk_id: str = Field(min_length=1)
     entity_ids: list[str] = Field(min_length=1, max_length=c.MAX_CHUNK_SIZE)
     attempt: int = Field(default=1, ge=1)
+    # Sent again by the sweep: the worker checks for a result before predicting it again.
+    redispatched: bool = False
 
 
 # ---------------------------------------------------------------- portfolios

@@ -14,17 +14,17 @@ from batchpredict.store.dynamo import chunked
 _MAX_ROUNDS = 5
 
 
-def chunk_body(tenant: str, job_id: str, chunk: Chunk) -> str:
-    return json.dumps(
-        {
-            "tenant": tenant,
-            "job_id": job_id,
-            "chunk_id": chunk.chunk_id,
-            "entity_ids": list(chunk.entity_ids),
-            "attempt": chunk.attempt,
-        },
-        separators=(",", ":"),
-    )
+def chunk_body(tenant: str, job_id: str, chunk: Chunk, *, redispatched: bool = False) -> str:
+    body: dict[str, object] = {
+        "tenant": tenant,
+        "job_id": job_id,
+        "chunk_id": chunk.chunk_id,
+        "entity_ids": list(chunk.entity_ids),
+        "attempt": chunk.attempt,
+    }
+    if redispatched:
+        body["redispatched"] = True
+    return json.dumps(body, separators=(",", ":"))
 
 
 def send_chunks(
@@ -36,6 +36,7 @@ def send_chunks(
     *,
     delay_seconds: int = 0,
     parallel: int = 4,
+    redispatched: bool = False,
 ) -> None:
     """Send every chunk; entries SQS reports as failed are retried, then it raises."""
     delay = max(0, min(delay_seconds, SQS_MAX_DELAY_SECONDS))
@@ -44,7 +45,7 @@ def send_chunks(
         entries = {
             str(i): {
                 "Id": str(i),
-                "MessageBody": chunk_body(tenant, job_id, chunk),
+                "MessageBody": chunk_body(tenant, job_id, chunk, redispatched=redispatched),
                 "DelaySeconds": delay,
             }
             for i, chunk in enumerate(group)

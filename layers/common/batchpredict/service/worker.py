@@ -84,6 +84,7 @@ class _Prepared:
     graph: EntityGraph | None = None
     cache_keys: dict[str, CacheKey] = field(default_factory=dict)
     cache_hits: dict[str, Any] = field(default_factory=dict)
+    already_recorded: bool = False
 
 
 class BatchWork:
@@ -118,13 +119,30 @@ class BatchWork:
         jobs = self.stores.jobs.get_many(sorted(keys)) if keys else {}
         for body, message in messages.items():
             self.prepared[body] = _Prepared(message, jobs.get((message.tenant, message.job_id)))
-        live = [p for p in self.prepared.values() if p.job and p.job.accepts_predictions]
+        self._skip_recorded_redispatches()
+        live = [
+            p
+            for p in self.prepared.values()
+            if p.job and p.job.accepts_predictions and not p.already_recorded
+        ]
         for p in live:
             assert p.job is not None
             p.predictor = get_predictor(p.job.prediction_type)
             p.params = p.predictor.parse_params(p.job.parameters)
         self._load_graphs(live)
         self._read_cache(live)
+
+    def _skip_recorded_redispatches(self) -> None:
+        """A chunk the sweep re-sent may have been only slow: don't predict it twice."""
+        resent = [p for p in self.prepared.values() if p.message.redispatched and p.job]
+        if not resent:
+            return
+        recorded = self.stores.jobs.recorded_chunks(
+            [(p.job, p.message.chunk_id) for p in resent if p.job]
+        )
+        for p in resent:
+            assert p.job is not None
+            p.already_recorded = (p.job.pk, p.message.chunk_id) in recorded
 
     def _load_graphs(self, work: Sequence[_Prepared]) -> None:
         """Each tenant's targets and their neighbourhoods, hop by hop, in batched reads."""
@@ -202,6 +220,9 @@ class BatchWork:
         self.touched[(job.tenant, job.job_id)] = job
         if job.status.is_terminal:
             metrics.add_metric(name=Metric.DUPLICATE_CHUNKS, unit=MetricUnit.Count, value=1)
+            return
+        if prepared.already_recorded:
+            self._after_record(job, ChunkResult(message.chunk_id, ()), recorded=False)
             return
         if not job.accepts_predictions:
             self.to_record.append((message_id, job, self._cancelled(job, message)))

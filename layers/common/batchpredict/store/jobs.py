@@ -464,6 +464,17 @@ class JobStore:
         )
         return dynamo.deserialize(response["Item"]) if "Item" in response else None
 
+    def recorded_chunks(self, keys: Sequence[tuple[Job, str]]) -> set[tuple[str, str]]:
+        """Which (job pk, chunk id) of `keys` already have a result (one batched, keys-only read)."""
+        items = dynamo.batch_get(
+            self.client,
+            self.table,
+            [{"pk": job.pk, "sk": f"RESULT#{chunk_id}"} for job, chunk_id in keys],
+            projection="pk, sk",
+            consistent=True,
+        )
+        return {(i["pk"], i["sk"].removeprefix("RESULT#")) for i in items}
+
     def result_chunk_ids(self, job: Job) -> dict[str, dict[str, Any]]:
         """chunk id -> the result item's retry fields, for every recorded chunk (no rows)."""
         found: dict[str, dict[str, Any]] = {}
