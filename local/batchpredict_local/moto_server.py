@@ -1,0 +1,220 @@
+"""moto's server in a child process, made safe for concurrent clients.
+
+Run as ``python -m batchpredict_local.moto_server --port 0``: prints ``READY <port>`` once it
+listens, and exits when its standard input closes (the parent died or stopped it) or on SIGTERM.
+
+Why a child process rather than ``ThreadedMotoServer`` in the caller's process: moto keeps its
+state in module globals, so an in-process server shares it with every ``mock_aws`` in that
+process (whose start and stop reset all backends), and with any other local stack there.
+
+Why the middleware: moto's backends take no locks, so two concurrent requests can interleave in
+ways AWS never allows (two conditional writes on one DynamoDB item both succeed; two receivers
+get the same SQS message). The middleware runs one request at a time, which costs little since
+moto is CPU-bound under the GIL anyway, and turns SQS long polls into short polls so that a
+waiting receiver never holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+# The short-poll cadence of an emulated long poll with nothing to wake it: it bounds how late a
+# message whose visibility timeout or delay just ended is seen.
+_IDLE_RECHECK_SECONDS = 0.2
+_WAKE_TARGETS = frozenset(
+    {
+        "AmazonSQS.SendMessage",
+        "AmazonSQS.SendMessageBatch",
+        "AmazonSQS.ChangeMessageVisibility",
+        "AmazonSQS.ChangeMessageVisibilityBatch",
+    }
+)
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+class SerializingMiddleware:
+    """One moto request at a time; SQS long polls emulated without holding the lock."""
+
+    def __init__(self, app: Callable[[Environ, StartResponse], Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._arrivals = threading.Condition()
+        self._generation = 0
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        body = _read_body(environ)
+        if target == "AmazonSQS.ReceiveMessage":
+            status, headers, payload = self._receive(environ, body)
+        else:
+            status, headers, payload = self._call(environ, body)
+            if target in _WAKE_TARGETS:
+                self._wake()
+        start_response(status, headers)
+        return [payload]
+
+    def _call(self, environ: Environ, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        env["CONTENT_LENGTH"] = str(len(body))
+        captured: dict[str, Any] = {}
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        with self._lock:
+            result = self._app(env, start_response)
+            try:
+                payload = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(payload))))
+        return captured["status"], headers, payload
+
+    def _wake(self) -> None:
+        with self._arrivals:
+            self._generation += 1
+            self._arrivals.notify_all()
+
+    def _receive(self, environ: Environ, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        try:
+            request = json.loads(body or b"{}")
+            wait = float(request.get("WaitTimeSeconds") or 0)
+        except (ValueError, TypeError, AttributeError):
+            return self._call(environ, body)
+        if not 0 < wait <= 20:
+            return self._call(environ, body)
+        request["WaitTimeSeconds"] = 0
+        short_poll = json.dumps(request).encode()
+        deadline = time.monotonic() + wait
+        while True:
+            with self._arrivals:
+                generation = self._generation
+            status, headers, payload = self._call(environ, short_poll)
+            remaining = deadline - time.monotonic()
+            if not status.startswith("200") or remaining <= 0 or _has_messages(payload):
+                return status, headers, payload
+            with self._arrivals:
+                self._arrivals.wait_for(
+                    lambda g=generation: self._generation != g,  # type: ignore[misc]
+                    timeout=min(_IDLE_RECHECK_SECONDS, remaining),
+                )
+
+
+def _read_body(environ: Environ) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    return stream.read(length) if length > 0 else stream.read()
+
+
+def _has_messages(payload: bytes) -> bool:
+    try:
+        return bool(json.loads(payload or b"{}").get("Messages"))
+    except (ValueError, AttributeError):
+        return True  # not JSON: let the caller see it
+
+
+def _reset_receive_count_on_dead_letter() -> None:
+    """A message moved to a dead-letter queue starts there with a receive count of zero.
+
+    moto moves the message object as it is, so its ApproximateReceiveCount (already at the
+    source's maxReceiveCount) would make a dead-letter queue that has its own RedrivePolicy move
+    it on again at its first receive, before any consumer of that queue saw it. SQS gives the
+    consumer of a dead-letter queue its own maxReceiveCount attempts (docs/LOCAL.md).
+    """
+    from moto.sqs import models
+
+    original = models.Queue.add_message
+
+    def add_message(self: Any, message: Any) -> None:
+        if getattr(message, "approximate_receive_count", 0):
+            message.approximate_receive_count = 0
+            message.approximate_first_receive_timestamp = None
+        original(self, message)
+
+    models.Queue.add_message = add_message  # type: ignore[method-assign]
+
+
+def _watch_parent(stop: Callable[[], None]) -> None:
+    """The parent holds our stdin open; EOF means it stopped us or died."""
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        stop()
+
+    threading.Thread(target=watch, name="moto-parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="batchpredict_local.moto_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("MOTO_ACCOUNT_ID", "000000000000")
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    _reset_receive_count_on_dead_letter()
+
+    class QuietHandler(MotoRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+    app = SerializingMiddleware(DomainDispatcherApplication(create_backend_app))
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
+    server.daemon_threads = True  # type: ignore[attr-defined]
+    stopping = threading.Event()
+
+    def stop(*_: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    _watch_parent(stop)
+    print(f"READY {server.server_address[1]}", flush=True)
+    # The parent reads nothing more from our stdout: anything printed later goes to stderr,
+    # rather than filling the pipe and blocking the server.
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    server.serve_forever(poll_interval=0.2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
