@@ -13,12 +13,14 @@ def test_batch_write_of_26_items_is_rejected(aws_env: dict[str, Any]) -> None:
         {"PutRequest": {"Item": {"pk": {"S": "p"}, "sk": {"S": str(i)}}}} for i in range(26)
     ]
     with pytest.raises(AwsLimitExceededError):
-        aws_env["ddb"].batch_write_item(RequestItems={"jobs": requests})
+        aws_env["ddb"].batch_write_item(RequestItems={aws_env["tables"]["JobsTable"]: requests})
 
 
 def test_batch_write_helper_splits_into_legal_requests(aws_env: dict[str, Any]) -> None:
     calls = dynamo.batch_write(
-        aws_env["ddb"], "jobs", [{"pk": "p", "sk": str(i)} for i in range(60)]
+        aws_env["ddb"],
+        aws_env["tables"]["JobsTable"],
+        [{"pk": "p", "sk": str(i)} for i in range(60)],
     )
     assert calls == 3
 
@@ -26,13 +28,14 @@ def test_batch_write_helper_splits_into_legal_requests(aws_env: dict[str, Any]) 
 def test_batch_get_of_101_keys_is_rejected(aws_env: dict[str, Any]) -> None:
     keys = [{"pk": {"S": "p"}, "sk": {"S": str(i)}} for i in range(101)]
     with pytest.raises(AwsLimitExceededError):
-        aws_env["ddb"].batch_get_item(RequestItems={"jobs": {"Keys": keys}})
+        aws_env["ddb"].batch_get_item(RequestItems={aws_env["tables"]["JobsTable"]: {"Keys": keys}})
 
 
 def test_item_over_400kb_is_rejected(aws_env: dict[str, Any]) -> None:
     with pytest.raises(AwsLimitExceededError):
         aws_env["ddb"].put_item(
-            TableName="jobs", Item={"pk": {"S": "p"}, "sk": {"S": "s"}, "x": {"S": "a" * 410_000}}
+            TableName=aws_env["tables"]["JobsTable"],
+            Item={"pk": {"S": "p"}, "sk": {"S": "s"}, "x": {"S": "a" * 410_000}},
         )
 
 
@@ -52,8 +55,8 @@ def test_transaction_touching_one_item_twice_is_rejected(aws_env: dict[str, Any]
     with pytest.raises(AwsLimitExceededError):
         aws_env["ddb"].transact_write_items(
             TransactItems=[
-                {"Put": {"TableName": "jobs", "Item": key}},
-                {"Update": {"TableName": "jobs", "Key": key, "UpdateExpression": "SET a = :a",
+                {"Put": {"TableName": aws_env["tables"]["JobsTable"], "Item": key}},
+                {"Update": {"TableName": aws_env["tables"]["JobsTable"], "Key": key, "UpdateExpression": "SET a = :a",
                             "ExpressionAttributeValues": {":a": {"S": "1"}}}},
             ]
         )  # fmt: skip

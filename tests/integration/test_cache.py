@@ -76,11 +76,11 @@ def test_expired_entry_is_recomputed_even_if_dynamodb_kept_it(
     put_entities(pipeline, entities)
     run(pipeline, ids(entities))
     ddb = aws_env["ddb"]
-    items = ddb.scan(TableName="cache")["Items"]
+    items = ddb.scan(TableName=aws_env["tables"]["CacheTable"])["Items"]
     expired = [i for i in items if i["pk"]["S"].endswith("#ENTITY#e00003")]
     assert len(expired) == 1
     ddb.update_item(
-        TableName="cache",
+        TableName=aws_env["tables"]["CacheTable"],
         Key={"pk": expired[0]["pk"], "sk": expired[0]["sk"]},
         UpdateExpression="SET expires_at = :past",
         ExpressionAttributeValues={":past": {"N": "1000"}},

@@ -55,7 +55,7 @@ def test_unparseable_dead_letter_is_parked_with_its_reason(
     response = invoke("dlq", Pipeline.sqs_event([garbage], "arn:aws:sqs:::dlq"))
     assert response == {"batchItemFailures": []}
     parked = aws_env["sqs"].receive_message(
-        QueueUrl=aws_env["parking_url"], MessageAttributeNames=["All"]
+        QueueUrl=aws_env["parking_url"], MessageAttributeNames=["All"], WaitTimeSeconds=0
     )["Messages"]
     assert [m["Body"] for m in parked] == ["this is not json"]
     attributes = parked[0]["MessageAttributes"]

@@ -18,36 +18,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tests.support.handlers import FakeContext, invoke
+from tests.support.stack import routes
 
 TENANT_A = "arn:aws:iam::123456789012:user/alice"
 TENANT_B = "arn:aws:iam::123456789012:user/bob"
 
-# Which function serves which route, as template.yaml declares it.
-ROUTES = {
-    ("POST", "/v1/jobs"): "submit",
-    ("POST", "/v1/predict/batch/{prediction_type}"): "submit",
-    ("POST", "/v1/jobs/{job_id}/cancel"): "submit",
-    ("GET", "/v1/jobs"): "status",
-    ("GET", "/v1/jobs/{job_id}"): "status",
-    ("GET", "/v1/jobs/{job_id}/results"): "status",
-    ("GET", "/v1/jobs/{job_id}/events"): "status",
-    ("PUT", "/v1/entities"): "entities",
-    ("GET", "/v1/entities/{entity_id}"): "entities",
-    ("DELETE", "/v1/entities/{entity_id}"): "entities",
-    ("GET", "/v1/jobs/{job_id}/report"): "status",
-    ("GET", "/v1/stats"): "status",
-    ("GET", "/v1/portfolios"): "entities",
-    ("PUT", "/v1/portfolios/{portfolio_id}"): "entities",
-    ("GET", "/v1/portfolios/{portfolio_id}"): "entities",
-    ("DELETE", "/v1/portfolios/{portfolio_id}"): "entities",
-    ("GET", "/v1/predictions/{prediction_type}/{entity_id}"): "entities",
-    ("DELETE", "/v1/cache"): "entities",
-}
-
 
 def _match(method: str, path: str) -> tuple[str, str, dict[str, str]]:
     parts = path.strip("/").split("/")
-    for (m, resource), function in ROUTES.items():
+    for (m, resource), function in routes().items():
         rparts = resource.strip("/").split("/")
         if m != method or len(rparts) != len(parts):
             continue
@@ -140,6 +119,7 @@ class Pipeline:
             MaxNumberOfMessages=min(10, max_messages),
             MessageSystemAttributeNames=["All"],
             VisibilityTimeout=30,
+            WaitTimeSeconds=0,  # the template's queues long-poll; a drained queue must answer at once
         )
         return response.get("Messages", [])
 
