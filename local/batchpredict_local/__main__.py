@@ -7,11 +7,13 @@ import logging
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
-from batchpredict_local.errors import LocalStackError
+from batchpredict_local.errors import LocalStackError, TemplateError
 from batchpredict_local.stack import LocalStack
+from batchpredict_local.template import parse_yaml
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -57,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: bool) -> None:
+    # Powertools warns after every invocation that added no metric: noise on a console.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)-26s %(message)s",
@@ -80,7 +84,7 @@ def _banner(stack: LocalStack) -> str:
         "  queues:",
         *[f"    {lid:<22} {url}" for lid, url in info["queues"].items()],
         "  routes:",
-        *[f"    {route}" for route in info["routes"]],
+        *[f"    {route}" for route in sorted(info["routes"], key=lambda r: r.split()[1])],
         "  pollers:",
         *[f"    {poller}" for poller in info["pollers"]],
         "  schedules:",
@@ -99,7 +103,21 @@ def serve(args: argparse.Namespace) -> int:
     if not args.metrics:
         env["POWERTOOLS_METRICS_DISABLED"] = "true"
     env.update(_pairs(args.env, "--env"))
-    overrides = {**env, **_pairs(args.param, "--param")}
+    params = _pairs(args.param, "--param")
+    if params:
+        try:
+            declared = parse_yaml(args.template.read_text()).get("Parameters") or {}
+        except (OSError, TemplateError) as exc:
+            print(f"batchpredict-local: {exc}", file=sys.stderr)
+            return 1
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            print(
+                f"batchpredict-local: {args.template} declares no parameter {unknown}",
+                file=sys.stderr,
+            )
+            return 1
+    overrides = {**env, **params}
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -198,7 +198,7 @@ class ApiFront:
             if params is None:
                 continue
             path_known = True
-            if route.method in (method, "ANY") or (method == "HEAD" and route.method == "GET"):
+            if route.method in (method, "ANY"):
                 return route, params, True
         if not path_known and parts:
             # Also accept the stage prefix of a deployed URL (…/dev/v1/jobs).

@@ -17,6 +17,7 @@ waiting receiver never holds the lock.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import io
 import json
@@ -45,13 +46,26 @@ StartResponse = Callable[..., Any]
 
 
 class SerializingMiddleware:
-    """One moto request at a time; SQS long polls emulated without holding the lock."""
+    """One moto request at a time per service; SQS long polls emulated without a lock held.
+
+    DynamoDB and SQS have a lock each (moto keeps their state apart); every other service
+    takes the SQS lock as well, since SNS or EventBridge can deliver into a queue.
+    """
 
     def __init__(self, app: Callable[[Environ, StartResponse], Iterable[bytes]]) -> None:
         self._app = app
-        self._lock = threading.Lock()
+        self._dynamodb = threading.Lock()
+        self._sqs = threading.Lock()
+        self._other = threading.Lock()
         self._arrivals = threading.Condition()
         self._generation = 0
+
+    def _locks(self, target: str) -> tuple[threading.Lock, ...]:
+        if target.startswith("DynamoDB_"):
+            return (self._dynamodb,)
+        if target.startswith("AmazonSQS."):
+            return (self._sqs,)
+        return (self._sqs, self._other)  # always in this order: no lock cycle
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
@@ -77,7 +91,9 @@ class SerializingMiddleware:
             captured["status"], captured["headers"] = status, headers
             return lambda data: None
 
-        with self._lock:
+        with contextlib.ExitStack() as held:
+            for lock in self._locks(environ.get("HTTP_X_AMZ_TARGET", "")):
+                held.enter_context(lock)
             result = self._app(env, start_response)
             try:
                 payload = b"".join(result)

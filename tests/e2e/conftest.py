@@ -11,8 +11,10 @@ import pytest
 import requests
 import yaml
 
+from batchpredict import aws, store
 from batchpredict_local import LocalStack
 from batchpredict_local.template import parse_yaml
+from tests.support.limits import enforce_aws_limits
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -47,7 +49,15 @@ def local_stack() -> Iterator[LocalStack]:
         overrides={"POWERTOOLS_LOG_LEVEL": "WARNING"},
     )
     with stack:
-        yield stack
+        # The handlers share this process: forget settings and clients that earlier tests
+        # cached, and hold the clients they will now create to AWS's limits.
+        store.reset()
+        enforce_aws_limits(aws.client("dynamodb"))
+        enforce_aws_limits(aws.client("sqs"))
+        try:
+            yield stack
+        finally:
+            store.reset()
 
 
 @pytest.fixture

@@ -230,3 +230,44 @@ def test_real_template_environment_refs_resolve_to_the_local_tables_and_queues(
     for key, logical_id in refs.items():
         assert local_stack.environment[key] == physical[logical_id]
         assert os.environ[key] == physical[logical_id]
+
+
+def _gateway_responses(template: dict[str, Any]) -> dict[str, Any]:
+    for resource in template["Resources"].values():
+        if resource.get("Type") == "AWS::Serverless::Api":
+            responses: dict[str, Any] = resource["Properties"].get("GatewayResponses") or {}
+            if responses:
+                return responses
+    return {}
+
+
+def _declared_code(responses: dict[str, Any], kind: str) -> str | None:
+    spec = responses.get(kind) or responses.get("DEFAULT_4XX")
+    if not spec:
+        return None
+    body = spec["ResponseTemplates"]["application/json"]
+    code: str = json.loads(body.replace("$context.error.messageString", '"x"'))["error"]["code"]
+    return code
+
+
+def test_real_template_gateway_responses_shape_the_front_s_own_answers(
+    local_stack: LocalStack,
+) -> None:
+    responses = _gateway_responses(parse_yaml(TEMPLATE.read_text()))
+    if not responses:
+        pytest.skip("template.yaml declares no GatewayResponses")
+
+    unsigned = requests.get(f"{local_stack.url}/v1/jobs", timeout=10)
+    bad_key = requests.get(f"{local_stack.url}/v1/jobs", headers={"x-api-key": "nope"}, timeout=10)
+    no_route = requests.get(
+        f"{local_stack.url}/v1/nothing-here", headers={"x-api-key": "local-demo-key"}, timeout=10
+    )
+
+    for response, kind in (
+        (unsigned, "MISSING_AUTHENTICATION_TOKEN"),
+        (bad_key, "INVALID_SIGNATURE"),
+        (no_route, "MISSING_AUTHENTICATION_TOKEN"),
+    ):
+        assert response.status_code == 403
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == _declared_code(responses, kind)
