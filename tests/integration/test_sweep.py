@@ -90,3 +90,39 @@ def test_sweep_resends_a_lost_chunk_and_skips_one_only_slow(
     assert status["status"] == "COMPLETED"
     assert status["counts"]["succeeded"] == 100
     assert max(ews_calls.values()) == 1  # the slow chunk's re-sent copy was not predicted again
+
+
+def test_sweep_announces_a_job_whose_end_eventbridge_refused(pipeline: Pipeline) -> None:
+    entities = ring_entities(30)
+    put_entities(pipeline, entities)
+    events = aws.client("events")
+    sent: list[str] = []
+
+    def outage(**_: Any) -> None:
+        raise events.exceptions.InternalException(
+            {"Error": {"Code": "InternalException", "Message": "EventBridge is down"}}, "PutEvents"
+        )
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        sent.extend(entry["DetailType"] for entry in params["Entries"])
+
+    events.meta.events.register("before-call.events.PutEvents", outage)
+    try:
+        job_id = pipeline.submit(prediction_type="ews", entity_ids=ids(entities)).body["job_id"]
+        pipeline.drain()  # nothing comes back: the chunks are recorded, only the end is pending
+    finally:
+        events.meta.events.unregister("before-call.events.PutEvents", outage)
+    status = pipeline.api("GET", f"/v1/jobs/{job_id}").body
+    assert (status["status"], status["counts"]["succeeded"]) == ("COMPLETED", 30)
+    assert [j.job_id for j in stores().jobs.active_jobs()] == [job_id]  # still swept
+
+    events.meta.events.register("provide-client-params.events.PutEvents", count)
+    try:
+        sweep_jobs(stores())
+        sweep_jobs(stores())
+    finally:
+        events.meta.events.unregister("provide-client-params.events.PutEvents", count)
+    assert sent == ["JobCompleted"]
+    assert stores().jobs.active_jobs() == []
+    history = [e["kind"] for e in pipeline.api("GET", f"/v1/jobs/{job_id}/events").body["events"]]
+    assert history.count("JobCompleted") == 1

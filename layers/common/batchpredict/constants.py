@@ -120,3 +120,5 @@ EVENT_SOURCE: Final = "batchpredict"
 EVENT_JOB_COMPLETED: Final = "JobCompleted"
 EVENT_JOB_FAILED: Final = "JobFailed"
 EVENT_JOB_CANCELLED: Final = "JobCancelled"
+# How long one caller holds the right to announce a job's end before another may take over.
+ANNOUNCE_LEASE_SECONDS: Final = 60

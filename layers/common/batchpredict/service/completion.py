@@ -38,7 +38,9 @@ def final_status(job: Job, counts: Counts) -> JobStatus:
 def check_job(stores: Stores, job: Job) -> Counts:
     """Sum the job's counters; stop predicting past its failure tolerance; finish it when done.
 
-    Safe to call any number of times from any number of places: only one call finalizes.
+    Safe to call any number of times from any number of places: only one call finalizes, and
+    the end is announced once. If announcing fails, this raises; the job stays unannounced on
+    the sweep index, and the next call (a redelivered chunk, the sweep) announces it.
     """
     counts = stores.jobs.counts(job)
     if counts.done < counts.total:
@@ -47,33 +49,74 @@ def check_job(stores: Stores, job: Job) -> Counts:
             stores.jobs.put_event(job, "FailureToleranceExceeded", {"failed": counts.failed})
         return counts
     fresh = stores.jobs.get(job.tenant, job.job_id, consistent=True)
-    if fresh is None or fresh.status.is_terminal:
+    if fresh is None or fresh.announced_at:
         return counts
-    status = final_status(fresh, counts)
-    if stores.jobs.finalize(fresh, status):
+    lease = c.ANNOUNCE_LEASE_SECONDS
+    if fresh.status.is_terminal:
+        claimed = stores.jobs.claim_announcement(fresh, lease_seconds=lease)
+    else:
+        claimed = stores.jobs.finalize(fresh, final_status(fresh, counts), lease_seconds=lease)
+    if claimed:
         _announce(stores, fresh, counts)
     return counts
 
 
+def check_job_or_leave_it_to_the_sweep(stores: Stores, job: Job) -> None:
+    """check_job after recording chunks, where a failure must not send the chunks back.
+
+    The chunks are recorded; what failed is reading the counters or finishing or announcing
+    the job. The job is still on the sweep index, and the scheduled sweep checks it again.
+    Failing the messages instead would make a long EventBridge outage spin them into the DLQ.
+    """
+    try:
+        check_job(stores, job)
+    except Exception:
+        logger.exception("checking the job failed; the sweep will finish it")
+
+
+class AnnouncementFailed(RuntimeError):
+    """EventBridge refused the job's end event; the claim is released for a retry."""
+
+
 def _announce(stores: Stores, job: Job, counts: Counts) -> None:
+    """History event and EventBridge event, then the job is marked announced.
+
+    The history event has a fixed sort key (the finish time), so a retry rewrites it. The
+    EventBridge event goes out once unless this process dies between PutEvents and the mark;
+    then the lease lapses and it goes out again with the same `detail.event_id` for consumers
+    to drop.
+    """
     detail_type, metric = _EVENT_TYPES[job.status]
     view = job_view(job, counts)
-    stores.jobs.put_event(job, detail_type, {"status": job.status, "counts": view["counts"]})
+    try:
+        stores.jobs.put_event(
+            job,
+            detail_type,
+            {"status": job.status, "counts": view["counts"]},
+            at=job.finished_at,
+        )
+        detail = {"event_id": f"{job.job_id}:{detail_type}", "tenant": job.tenant, **view}
+        response = stores.events.put_events(
+            Entries=[
+                {
+                    "Source": c.EVENT_SOURCE,
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail, default=str),
+                    "EventBusName": stores.settings.event_bus_name,
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise AnnouncementFailed(f"EventBridge refused the event: {response['Entries']}")
+    except Exception:
+        stores.jobs.release_announcement(job)
+        raise
+    stores.jobs.mark_announced(job)
     metrics.add_metric(name=metric, unit=MetricUnit.Count, value=1)
     created = parse_iso(job.created_at) or datetime.now(UTC)
     duration = (datetime.now(UTC) - created).total_seconds()
     metrics.add_metric(name=Metric.JOB_DURATION, unit=MetricUnit.Seconds, value=duration)
     logger.info("job finished", extra={"job_id": job.job_id, "status": job.status})
-    stores.events.put_events(
-        Entries=[
-            {
-                "Source": c.EVENT_SOURCE,
-                "DetailType": detail_type,
-                "Detail": json.dumps({"tenant": job.tenant, **view}, default=str),
-                "EventBusName": stores.settings.event_bus_name,
-            }
-        ]
-    )
     if job.callback_url:
         _post_callback(job.callback_url, view)
 

@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from batchpredict.constants import ErrorCode, ItemStatus, Metric
 from batchpredict.observability import logger, metrics
-from batchpredict.service.completion import check_job
+from batchpredict.service.completion import check_job_or_leave_it_to_the_sweep
 from batchpredict.service.worker import parse_chunk
 from batchpredict.store import Stores
 from batchpredict.store.jobs import ChunkResult, ResultRow
@@ -40,7 +40,7 @@ def record_dead_letter(stores: Stores, body: str, receive_count: int) -> None:
             "dead-lettered chunk recorded as failed",
             extra={"job_id": job.job_id, "chunk_id": message.chunk_id, "items": len(rows)},
         )
-    check_job(stores, job)
+    check_job_or_leave_it_to_the_sweep(stores, job)
 
 
 def park_dead_letter(stores: Stores, body: str, message_id: str, reason: str) -> None:

@@ -50,7 +50,11 @@ def sweep_jobs(stores: Stores, now: datetime | None = None) -> SweepReport:
     report = SweepReport()
     for job in stores.jobs.active_jobs():
         report.jobs_checked += 1
-        counts = check_job(stores, job)
+        try:
+            counts = check_job(stores, job)
+        except Exception:  # one job's trouble must not stop the sweep of the others
+            logger.exception("sweep: checking a job failed", extra={"job_id": job.job_id})
+            continue
         if counts.done >= counts.total:
             report.jobs_finished += 1
             continue

@@ -32,7 +32,7 @@ from batchpredict.predictors import (
     Predictor,
     get_predictor,
 )
-from batchpredict.service.completion import check_job
+from batchpredict.service.completion import check_job_or_leave_it_to_the_sweep
 from batchpredict.service.dispatch import send_chunks
 from batchpredict.store import Stores
 from batchpredict.store.cache import CacheKey, inputs_fingerprint, params_hash
@@ -412,7 +412,7 @@ class BatchWork:
         self.to_record.clear()
         for job in self.touched.values():
             logger.append_keys(tenant=job.tenant, job_id=job.job_id, chunk_id=None)
-            check_job(self.stores, job)
+            check_job_or_leave_it_to_the_sweep(self.stores, job)
         logger.remove_keys(["tenant", "job_id", "chunk_id"])
         return failed
 

@@ -10,6 +10,7 @@ Layout (pk = TENANT#<tenant>#JOB#<job_id>):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,8 +25,12 @@ from batchpredict.store import dynamo
 COUNTER_FIELDS = ("succeeded", "failed", "cancelled", "cached", "retried")
 
 
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.now(UTC))
 
 
 def parse_iso(value: str | None) -> datetime | None:
@@ -79,6 +84,10 @@ class Job:
     # What the sweep last saw: a job whose done count stops moving is re-dispatched.
     swept_done: int = 0
     swept_at: str | None = None
+    # The end is announced (history event + EventBridge) after the job turns terminal; until
+    # it is, the job stays on the sweep index so that a failed announcement is retried.
+    announced_at: str | None = None
+    announcing_until: str | None = None
 
     @property
     def pk(self) -> str:
@@ -99,7 +108,7 @@ class Job:
             gsi1pk=tenant_pk(self.tenant),
             gsi1sk=f"{self.created_at}#{self.job_id}",
         )
-        if not self.status.is_terminal:
+        if not self.status.is_terminal or self.announced_at is None:
             data.update(sweep_pk=sweep_partition("ACTIVE", self.pk), sweep_sk=self.created_at)
         return data
 
@@ -327,23 +336,28 @@ class JobStore:
         )
         job.failure_tolerance_exceeded = True
 
-    def finalize(self, job: Job, status: JobStatus) -> bool:
-        """Move a job to a terminal status exactly once; True for the caller that did it."""
-        now = now_iso()
+    def finalize(self, job: Job, status: JobStatus, *, lease_seconds: int) -> bool:
+        """Move a job to a terminal status exactly once; True for the caller that did it.
+
+        The caller also holds the claim to announce the end (see `claim_announcement`).
+        """
+        now = datetime.now(UTC)
+        until = iso(now + timedelta(seconds=lease_seconds))
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
                 UpdateExpression=(
-                    "SET #s = :final, finished_at = :now, updated_at = :now "
-                    "REMOVE sweep_pk, sweep_sk"
+                    "SET #s = :final, finished_at = :now, updated_at = :now, "
+                    "announcing_until = :until"
                 ),
                 ConditionExpression="#s IN (:q, :p, :c)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=dynamo.values(
                     {
                         ":final": status,
-                        ":now": now,
+                        ":now": iso(now),
+                        ":until": until,
                         ":q": JobStatus.QUEUED,
                         ":p": JobStatus.PROCESSING,
                         ":c": JobStatus.CANCELLING,
@@ -352,8 +366,58 @@ class JobStore:
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False
-        job.status, job.finished_at = status, now
+        job.status, job.finished_at, job.announcing_until = status, iso(now), until
         return True
+
+    def claim_announcement(self, job: Job, *, lease_seconds: int) -> bool:
+        """Take the right to announce a finished job's end, if it is unannounced and unclaimed.
+
+        A claim whose holder crashed lapses after `lease_seconds`; then another caller (a
+        replayed chunk, the sweep) takes it over.
+        """
+        now = datetime.now(UTC)
+        until = iso(now + timedelta(seconds=lease_seconds))
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+                UpdateExpression="SET announcing_until = :until",
+                ConditionExpression=(
+                    "attribute_exists(finished_at) AND attribute_not_exists(announced_at) AND "
+                    "(attribute_not_exists(announcing_until) OR announcing_until < :now)"
+                ),
+                ExpressionAttributeValues=dynamo.values({":until": until, ":now": iso(now)}),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        job.announcing_until = until
+        return True
+
+    def release_announcement(self, job: Job) -> None:
+        """Give the claim back after a failed announcement, so a retry need not wait it out."""
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.table,
+                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+                UpdateExpression="REMOVE announcing_until",
+                ConditionExpression="announcing_until = :mine",
+                ExpressionAttributeValues=dynamo.values({":mine": job.announcing_until}),
+            )
+        job.announcing_until = None
+
+    def mark_announced(self, job: Job) -> None:
+        """The end is announced: the job leaves the sweep index for good."""
+        now = now_iso()
+        self.client.update_item(
+            TableName=self.table,
+            Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
+            UpdateExpression=(
+                "SET announced_at = :now REMOVE announcing_until, sweep_pk, sweep_sk"
+            ),
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues=dynamo.values({":now": now}),
+        )
+        job.announced_at, job.announcing_until = now, None
 
     def list_for_tenant(
         self, tenant: str, *, limit: int, start_key: dict[str, Any] | None
@@ -510,8 +574,10 @@ class JobStore:
 
     # ------------------------------------------------------------ events
 
-    def _event_item(self, job: Job, kind: str, detail: Mapping[str, Any] | None) -> dict[str, Any]:
-        at = now_iso()
+    def _event_item(
+        self, job: Job, kind: str, detail: Mapping[str, Any] | None, at: str | None = None
+    ) -> dict[str, Any]:
+        at = at or now_iso()
         return {
             "pk": job.pk,
             "sk": f"EVENT#{at}#{kind}",
@@ -521,9 +587,17 @@ class JobStore:
             "expires_at": job.expires_at,
         }
 
-    def put_event(self, job: Job, kind: str, detail: Mapping[str, Any] | None = None) -> None:
+    def put_event(
+        self,
+        job: Job,
+        kind: str,
+        detail: Mapping[str, Any] | None = None,
+        *,
+        at: str | None = None,
+    ) -> None:
+        """Add to the job's history; an event given its own `at` is written once however often."""
         self.client.put_item(
-            TableName=self.table, Item=dynamo.serialize(self._event_item(job, kind, detail))
+            TableName=self.table, Item=dynamo.serialize(self._event_item(job, kind, detail, at))
         )
 
     def events(self, job: Job) -> list[dict[str, Any]]:
