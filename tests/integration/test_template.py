@@ -86,6 +86,7 @@ POLICIES = {
         ("DynamoDBReadPolicy", "EntitiesTable"),
         ("SQSSendMessagePolicy", "WorkQueue"),
         ("EventBridgePutEventsPolicy", "default"),  # a cancel can finish and announce a job
+        ("S3ReadPolicy", "InputBucket"),  # input_uri
     },
     "StatusFunction": {("DynamoDBReadPolicy", "JobsTable")},
     "EntitiesFunction": {
@@ -274,6 +275,23 @@ def test_dead_letters_are_parked_by_the_dlq_function_never_dropped(
     assert dlq_env["PARKING_QUEUE_URL"] == {"Ref": "ParkingQueue"}
     consumed = {_queue_of(e) for _, _, e in sqs_events(template)}
     assert consumed == {"WorkQueue", "DeadLetterQueue"}  # parked letters wait for a human
+
+
+def test_input_bucket_is_private_encrypted_tls_only_and_expires_inputs(
+    template: dict[str, Any],
+) -> None:
+    bucket = template["Resources"]["InputBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    (rule,) = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["ExpirationInDays"] == {"Ref": "JobRetentionDays"}
+    (statement,) = template["Resources"]["InputBucketPolicy"]["Properties"]["PolicyDocument"][
+        "Statement"
+    ]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["INPUT_BUCKET"] == {"Ref": "InputBucket"}
 
 
 def test_dead_letter_retention_longer_than_source_queue_retention(

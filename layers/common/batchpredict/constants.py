@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     DUPLICATE_ENTITY_IDS = "duplicate_entity_ids"
     INVALID_PARAMETERS = "invalid_parameters"
     INVALID_TOKEN = "invalid_token"
+    INVALID_INPUT_FILE = "invalid_input_file"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
@@ -96,6 +97,9 @@ class Metric(StrEnum):
 
 # Request limits (public contract, DESIGN.md)
 MAX_ENTITY_IDS_PER_JOB: Final = 10_000
+# input_uri: an S3 JSONL object in the stack's input bucket, one entity per line.
+MAX_INPUT_LINES: Final = 1_000_000
+MAX_INPUT_BYTES: Final = 256 * 1024 * 1024
 MAX_INPUT_URI_LINES: Final = 1_000_000
 MAX_ENTITIES_PER_PUT: Final = 1_000
 MAX_METADATA_PAIRS: Final = 16

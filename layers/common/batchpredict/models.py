@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -65,12 +65,18 @@ class PutEntitiesRequest(StrictModel):
 # ---------------------------------------------------------------- jobs
 
 
+SOURCES = ("entity_ids", "portfolio_id", "input_uri")
+
+
 class SubmitJobRequest(StrictModel):
     prediction_type: str | None = Field(default=None, min_length=1, max_length=64)
     entity_ids: list[EntityId] | None = Field(
         default=None, min_length=1, max_length=c.MAX_ENTITY_IDS_PER_JOB
     )
     portfolio_id: EntityId | None = None
+    input_uri: str | None = Field(
+        default=None, max_length=1100, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
+    )
     parameters: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.NORMAL
     client_token: ClientToken | None = None
@@ -85,9 +91,9 @@ class SubmitJobRequest(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> SubmitJobRequest:
-        given = [name for name in ("entity_ids", "portfolio_id") if getattr(self, name)]
+        given = [name for name in SOURCES if getattr(self, name)]
         if len(given) != 1:
-            raise ValueError("give exactly one of entity_ids or portfolio_id")
+            raise ValueError("give exactly one of entity_ids, portfolio_id or input_uri")
         return self
 
 
@@ -119,6 +125,18 @@ class ChunkMessage(BaseModel):
     attempt: int = Field(default=1, ge=1)
     # Sent again by the sweep: the worker checks for a result before predicting it again.
     redispatched: bool = False
+
+
+class FanoutMessage(BaseModel):
+    """A work message that sends a range of a big job's chunks, from its manifest pages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["fanout"]
+    tenant: str = Field(min_length=1)
+    job_id: str = Field(min_length=1)
+    first_page: int = Field(ge=0)
+    pages: int = Field(ge=1)
 
 
 # ---------------------------------------------------------------- portfolios

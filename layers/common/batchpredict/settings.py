@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     work_queue_url: str = ""
     # Where the DLQ function moves dead letters it cannot parse, for a human to look at.
     parking_queue_url: str = ""
+    # The bucket input_uri may point into (the stack's InputBucket); empty: input_uri refused.
+    input_bucket: str = ""
     event_bus_name: str = "default"
     stage: str = "dev"
 

@@ -42,6 +42,7 @@ def job_view(job: Job, counts: Counts, *, now: datetime | None = None) -> dict[s
         "priority": str(job.priority),
         "metadata": job.metadata,
         "portfolio_id": job.portfolio_id,
+        "input_uri": job.input_uri,
         "use_cache": job.use_cache,
         "tolerated_failure_percent": job.tolerated_failure_percent,
         "total_items": counts.total,

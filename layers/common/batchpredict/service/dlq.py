@@ -7,6 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from batchpredict.constants import ErrorCode, ItemStatus, Metric
 from batchpredict.observability import logger, metrics
 from batchpredict.service.completion import check_job_or_leave_it_to_the_sweep
+from batchpredict.service.dispatch import parse_fanout
 from batchpredict.service.worker import parse_chunk
 from batchpredict.store import Stores
 from batchpredict.store.jobs import ChunkResult, ResultRow
@@ -17,6 +18,14 @@ def record_dead_letter(stores: Stores, body: str, receive_count: int) -> None:
 
     An unparseable body raises: the DLQ's own redrive then parks it (never dropped).
     """
+    if fanout := parse_fanout(body):
+        # Its chunks are in the job's manifest: the sweep sends those that never ran.
+        logger.warning(
+            "dead-lettered fan-out message; the sweep will send its chunks",
+            extra={"job_id": fanout.job_id, "body": body},
+        )
+        metrics.add_metric(name=Metric.DEAD_LETTERED_CHUNKS, unit=MetricUnit.Count, value=1)
+        return
     message = parse_chunk(body)
     job = stores.jobs.get(message.tenant, message.job_id, consistent=True)
     if job is None:

@@ -25,7 +25,8 @@ from batchpredict.errors import (
 from batchpredict.models import SubmitJobRequest
 from batchpredict.observability import logger, metrics
 from batchpredict.predictors import UnknownPredictionTypeError, get_predictor, prediction_types
-from batchpredict.service.dispatch import send_chunks
+from batchpredict.service.dispatch import dispatch_job
+from batchpredict.service.inputs import read_input_ids
 from batchpredict.store import Stores
 from batchpredict.store.jobs import Counts, Job, now_iso
 from batchpredict.views import job_view
@@ -105,7 +106,9 @@ def submit_job(
         if existing is not None:
             return _replay(stores, existing, request_hash)
 
-    missing = stores.entities.missing(tenant, entity_ids)
+    # An input_uri job may hold 1,000,000 ids: checking each here would cost 10,000 reads, so
+    # its unknown entities fail one by one (entity_not_found) in the worker instead.
+    missing = [] if request.input_uri else stores.entities.missing(tenant, entity_ids)
     if missing:
         index = {entity_id: i for i, entity_id in enumerate(entity_ids)}
         raise UnprocessableError(
@@ -142,6 +145,7 @@ def submit_job(
         use_cache=request.use_cache,
         callback_url=str(request.callback_url) if request.callback_url else None,
         portfolio_id=request.portfolio_id,
+        input_uri=request.input_uri,
     )
     if not stores.jobs.create(job, entity_ids):
         # Lost a race with the same client token: the winner's job is the answer.
@@ -149,7 +153,7 @@ def submit_job(
         if winner is None:
             raise ConflictError("the job could not be created; retry the request")
         return _replay(stores, winner, request_hash)
-    send_chunks(stores.sqs, settings.work_queue_url, tenant, job_id, chunks)
+    dispatch_job(stores, job, chunks)
 
     metrics.add_metric(name=Metric.JOBS_CREATED, unit=MetricUnit.Count, value=1)
     metrics.add_metric(
@@ -174,6 +178,8 @@ def _entity_ids(stores: Stores, tenant: str, request: SubmitJobRequest) -> list[
                 code=ErrorCode.DUPLICATE_ENTITY_IDS,
             )
         return request.entity_ids
+    if request.input_uri is not None:
+        return read_input_ids(request.input_uri, stores.settings.input_bucket)
     assert request.portfolio_id is not None
     portfolio = stores.portfolios.get(tenant, request.portfolio_id)
     if portfolio is None:

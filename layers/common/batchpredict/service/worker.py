@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from batchpredict.chunking import Chunk, retry_chunk_id
 from batchpredict.constants import ErrorCode, ItemStatus, Metric
 from batchpredict.entities import Entity
-from batchpredict.models import ChunkMessage
+from batchpredict.models import ChunkMessage, FanoutMessage
 from batchpredict.observability import logger, metrics
 from batchpredict.predictors import (
     EntityGraph,
@@ -33,7 +33,7 @@ from batchpredict.predictors import (
     get_predictor,
 )
 from batchpredict.service.completion import check_job_or_leave_it_to_the_sweep
-from batchpredict.service.dispatch import send_chunks
+from batchpredict.service.dispatch import continue_fanout, parse_fanout, send_chunks
 from batchpredict.store import Stores
 from batchpredict.store.cache import CacheKey, inputs_fingerprint, params_hash
 from batchpredict.store.jobs import ChunkResult, Job, ResultRow
@@ -94,6 +94,7 @@ class BatchWork:
         self.stores = stores
         self.clock = clock
         self.prepared: dict[str, _Prepared] = {}  # by message body
+        self.fanouts: dict[str, FanoutMessage] = {}  # by message body
         self.touched: dict[JobKey, Job] = {}
         self.prepare_error: Exception | None = None
         self.to_record: list[tuple[str, Job, ChunkResult]] = []  # (message id, job, result)
@@ -107,7 +108,9 @@ class BatchWork:
             try:
                 messages[body] = parse_chunk(body)
             except UnparseableChunkError:
-                continue  # handle() raises for it, so it alone fails
+                if fanout := parse_fanout(body):
+                    self.fanouts[body] = fanout
+                continue  # else handle() raises for it, so it alone fails
         try:
             self._prefetch(messages)
         except Exception as error:
@@ -207,6 +210,9 @@ class BatchWork:
             raise self.prepare_error
         if self.clock.remaining_ms() < self.stores.settings.time_safety_margin_ms:
             raise TimeRunningOutError("too little time left in this invocation for a chunk")
+        if fanout := self.fanouts.get(body):
+            continue_fanout(self.stores, fanout)
+            return
         prepared = self.prepared.get(body)
         if prepared is None:
             parse_chunk(body)  # raises UnparseableChunkError with the reason

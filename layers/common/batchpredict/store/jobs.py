@@ -18,7 +18,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from batchpredict.chunking import Chunk, chunks_per_manifest_page, plan_chunks, shard_of
+from batchpredict.chunking import (
+    Chunk,
+    base_chunk_id,
+    chunks_per_manifest_page,
+    plan_chunks,
+    shard_of,
+)
 from batchpredict.constants import ACTIVE_STATUSES, JobStatus, Priority
 from batchpredict.store import dynamo
 
@@ -76,6 +82,7 @@ class Job:
     use_cache: bool = True
     callback_url: str | None = None
     portfolio_id: str | None = None
+    input_uri: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     updated_at: str | None = None
@@ -269,17 +276,32 @@ class JobStore:
             return False
         return True
 
-    def manifest_chunks(self, job: Job) -> list[Chunk]:
-        ids: list[str] = []
+    def manifest_chunks(self, job: Job, pages: range | None = None) -> list[Chunk]:
+        """The job's planned chunks (all, or those of some manifest pages), in order."""
+        if pages is None:
+            condition = "pk = :pk AND begins_with(sk, :p)"
+            values = {":pk": job.pk, ":p": "MANIFEST#"}
+        else:
+            condition = "pk = :pk AND sk BETWEEN :first AND :last"
+            values = {
+                ":pk": job.pk,
+                ":first": f"MANIFEST#{pages.start:05d}",
+                ":last": f"MANIFEST#{pages.stop - 1:05d}",
+            }
+        per_page = chunks_per_manifest_page(job.chunk_size)
+        chunks: list[Chunk] = []
         for page in dynamo.query_all(
             self.client,
             TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues=dynamo.values({":pk": job.pk, ":p": "MANIFEST#"}),
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=dynamo.values(values),
             ConsistentRead=True,
         ):
-            ids.extend(json.loads(page["ids"]))
-        return plan_chunks(ids, job.chunk_size)
+            first_chunk = int(page["sk"].removeprefix("MANIFEST#")) * per_page
+            for chunk in plan_chunks(json.loads(page["ids"]), job.chunk_size):
+                index = first_chunk + int(chunk.chunk_id)
+                chunks.append(Chunk(base_chunk_id(index), chunk.entity_ids))
+        return chunks
 
     def mark_processing(self, job: Job) -> bool:
         """QUEUED -> PROCESSING, once; the first chunk to run does it."""
