@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batchpredict.predictors import get_predictor
 from batchpredict.service.portfolios import refresh_due
 from batchpredict.store import stores
 from tests.integration.conftest import put_entities
@@ -66,6 +67,24 @@ def test_submit_with_portfolio_id_predicts_its_entities(pipeline: Pipeline) -> N
         ).status
         == 404
     )
+
+
+def test_submit_with_portfolio_id_takes_its_parameters_unless_the_request_gives_some(
+    pipeline: Pipeline,
+) -> None:
+    entities = ring_entities(5)
+    put_entities(pipeline, entities)
+    pipeline.api("PUT", "/v1/portfolios/north", body=portfolio(ids(entities), interval=None))
+
+    own = pipeline.submit(prediction_type="ising", portfolio_id="north").body
+    given = pipeline.submit(
+        prediction_type="ising", portfolio_id="north", parameters={"temperature": 3.0}
+    ).body
+    other_type = pipeline.submit(prediction_type="ews", portfolio_id="north").body
+
+    assert own["parameters"]["temperature"] == 1.5
+    assert given["parameters"]["temperature"] == 3.0
+    assert other_type["parameters"] == get_predictor("ews").parse_params({}).model_dump(mode="json")
 
 
 def test_scheduled_refresh_runs_due_portfolio_once_and_not_while_running(

@@ -29,6 +29,7 @@ from batchpredict.service.dispatch import dispatch_job
 from batchpredict.service.inputs import read_input_ids
 from batchpredict.store import Stores
 from batchpredict.store.jobs import Counts, Job, now_iso
+from batchpredict.store.portfolios import Portfolio
 from batchpredict.views import job_view
 
 MAX_LISTED_FIELDS = 20
@@ -88,8 +89,20 @@ def submit_job(
             [FieldError("prediction_type", "unknown prediction type")],
             code=ErrorCode.UNKNOWN_PREDICTION_TYPE,
         ) from None
+    portfolio = _portfolio(stores, tenant, request.portfolio_id) if request.portfolio_id else None
+    requested = request.parameters
+    if portfolio is not None and not requested:
+        # A portfolio job without parameters runs with the portfolio's own for this type.
+        requested = next(
+            (
+                p["parameters"]
+                for p in portfolio.predictions
+                if p["prediction_type"] == prediction_type
+            ),
+            {},
+        )
     try:
-        params = predictor.parse_params(request.parameters).model_dump(mode="json")
+        params = predictor.parse_params(requested).model_dump(mode="json")
     except ValidationError as error:
         fields = pydantic_fields(error, prefix="parameters")
         raise BadRequestError(
@@ -98,7 +111,7 @@ def submit_job(
             code=ErrorCode.INVALID_PARAMETERS,
         ) from None
 
-    entity_ids = _entity_ids(stores, tenant, request)
+    entity_ids = portfolio.entity_ids if portfolio else _entity_ids(stores, request)
     request_hash = _request_hash(prediction_type, request, params)
     job_id = new_job_id(tenant, request.client_token)
     if request.client_token:
@@ -168,7 +181,7 @@ def submit_job(
     return job_view(job, Counts(total=job.total_items))
 
 
-def _entity_ids(stores: Stores, tenant: str, request: SubmitJobRequest) -> list[str]:
+def _entity_ids(stores: Stores, request: SubmitJobRequest) -> list[str]:
     if request.entity_ids is not None:
         duplicates = _duplicates(request.entity_ids)
         if duplicates:
@@ -178,16 +191,18 @@ def _entity_ids(stores: Stores, tenant: str, request: SubmitJobRequest) -> list[
                 code=ErrorCode.DUPLICATE_ENTITY_IDS,
             )
         return request.entity_ids
-    if request.input_uri is not None:
-        return read_input_ids(request.input_uri, stores.settings.input_bucket)
-    assert request.portfolio_id is not None
-    portfolio = stores.portfolios.get(tenant, request.portfolio_id)
+    assert request.input_uri is not None
+    return read_input_ids(request.input_uri, stores.settings.input_bucket)
+
+
+def _portfolio(stores: Stores, tenant: str, portfolio_id: str) -> Portfolio:
+    portfolio = stores.portfolios.get(tenant, portfolio_id)
     if portfolio is None:
         raise NotFoundError(
-            f"portfolio {request.portfolio_id} not found",
+            f"portfolio {portfolio_id} not found",
             [FieldError("portfolio_id", "unknown portfolio")],
         )
-    return portfolio.entity_ids
+    return portfolio
 
 
 def _replay(stores: Stores, job: Job, request_hash: str) -> dict[str, Any]:
