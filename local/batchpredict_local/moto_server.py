@@ -143,7 +143,12 @@ def _read_body(environ: Environ) -> bytes:
     stream = environ.get("wsgi.input")
     if stream is None:
         return b""
-    return stream.read(length) if length > 0 else stream.read()
+    if length > 0:
+        return stream.read(length)
+    # Without a length, read to the end only if the server has framed the body (chunked):
+    # otherwise read() waits for the client to close its keep-alive connection (an empty
+    # S3 PUT such as CreateBucket sends no Content-Length).
+    return stream.read() if environ.get("wsgi.input_terminated") else b""
 
 
 def _has_messages(payload: bytes) -> bool:
