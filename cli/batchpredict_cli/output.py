@@ -50,11 +50,11 @@ CSV_BASE_COLUMNS = [
 # ---------------------------------------------------------------- small formats
 
 
-def make_console(*, stderr: bool = False) -> Console:
-    """A console for stdout or stderr; wide enough for tables when it is not a terminal."""
-    console = Console(stderr=stderr, highlight=False)
+def make_console(*, stderr: bool = False, file: IO[str] | None = None) -> Console:
+    """A console for stdout, stderr or `file`; wide enough for tables when not a terminal."""
+    console = Console(stderr=stderr, file=file, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, highlight=False, width=160)
+        console = Console(stderr=stderr, file=file, highlight=False, width=160)
     return console
 
 

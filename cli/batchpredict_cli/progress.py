@@ -19,7 +19,7 @@ class JobBoard:
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=28),
+            BarColumn(bar_width=20),
             TextColumn("{task.percentage:>5.1f}%"),
             MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"),
@@ -53,17 +53,16 @@ class JobBoard:
             eta = f"took {fmt_duration(job_elapsed(job))}"
         else:
             eta = f"ETA {fmt_duration(job_eta(job))}" if job.get("estimated_completion") else ""
-        counts = (
-            f"[green]ok {c['succeeded']:,}[/] [red]failed {c['failed']:,}[/] "
-            f"[magenta]cancelled {c['cancelled']:,}[/] cached {c['cached']:,} "
-            f"pending {c['pending']:,}"
-        )
+        counts = f"[green]ok {c['succeeded']:,}[/] [red]failed {c['failed']:,}[/]"
+        if c["cancelled"]:
+            counts += f" [magenta]cancelled {c['cancelled']:,}[/]"
+        counts += f" cached {c['cached']:,}"
         self.progress.update(
             task,
             total=c["total"] or None,
             completed=c["done"],
             counts=counts,
-            rate=f"{float(rate):,.0f} items/s" if rate else "",
+            rate=f"{float(rate):,.0f}/s" if rate else "",
             eta=eta,
             state=f"[{STATUS_STYLE.get(status, '')}]{status}",
         )
