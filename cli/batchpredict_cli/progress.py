@@ -40,7 +40,7 @@ class JobBoard:
 
     def add(self, job_id: str, label: str, total: int | None = None) -> None:
         self._tasks[job_id] = self.progress.add_task(
-            label, total=total or None, counts="", rate="", eta="", state="[cyan]QUEUED"
+            label, total=total or None, counts="", rate="", eta="", state=""
         )
 
     def update(self, job: Mapping[str, Any]) -> None:
