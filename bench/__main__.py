@@ -121,12 +121,12 @@ def run_part(part: str, quick: bool) -> PartResult:
 
 
 def table(results: list[PartResult]) -> str:
-    rows = [("part", "metric", "value", "target", "")]
+    rows: list[tuple[str, str, str, str, str]] = [("part", "metric", "value", "target", "")]
     for r in results:
         if r.error:
             rows.append((r.name, "ERROR", r.error[:80], "", "FAILED"))
-        for row in r.rows:
-            rows.append((r.name, row.metric, row.value, row.target, row.verdict))
+        for item in r.rows:
+            rows.append((r.name, item.metric, item.value, item.target, item.verdict))
     widths = [min(70, max(len(row[i]) for row in rows)) for i in range(5)]
     lines = []
     for n, row in enumerate(rows):
@@ -136,7 +136,7 @@ def table(results: list[PartResult]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def markdown(results: list[PartResult], quick: bool, seconds: float) -> str:
+def markdown(results: list[PartResult], quick: bool, seconds: float, before: dict[str, str]) -> str:
     m = machine()
     out = [
         "# Benchmark results",
@@ -148,6 +148,8 @@ def markdown(results: list[PartResult], quick: bool, seconds: float) -> str:
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {git_commit()}",
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['ram']} RAM; {m['os']}; {m['python']}",
+        f"- load average (1/5/15 min) at the start: {before['load']}, at the end: {m['load']} "
+        "(other work on the machine makes the timed figures slower, not the counted ones)",
         f"- run time: {seconds / 60:.1f} min" + (" (quick run: small sizes)" if quick else ""),
         "",
         "## Every figure against its target",
@@ -184,12 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return run_child(args.child, args.quick, args.json)
     started = time.perf_counter()
+    before = machine()
     results: list[PartResult] = []
     try:
         for part in args.parts:
             log(f"== {part}")
             results.append(run_part(part, args.quick))
-            log(f"== {part}: {results[-1].seconds:.0f} s" + (" (error)" if results[-1].error else ""))
+            log(
+                f"== {part}: {results[-1].seconds:.0f} s"
+                + (" (error)" if results[-1].error else "")
+            )
     except KeyboardInterrupt:
         log("interrupted: everything started has been stopped")
         return 130
@@ -197,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     full = not args.quick and args.parts == list(PARTS)
     out = args.out or (RESULTS if full else PARTIAL)
-    out.write_text(markdown(results, args.quick, seconds))
+    out.write_text(markdown(results, args.quick, seconds, before))
     log(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     failed = any(r.error for r in results)
     with contextlib.suppress(BrokenPipeError):

@@ -88,7 +88,7 @@ class Tally:
     attempts: Counter[tuple[str, str]] = field(default_factory=Counter)
     billed: Counter[tuple[str, str]] = field(default_factory=Counter)  # SQS/EventBridge chunks
     wru: Counter[str] = field(default_factory=Counter)  # by table (+ ":index" for GSI writes)
-    rru: Counter[str] = field(default_factory=Counter)
+    rru: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     wru_by_op: Counter[tuple[str, str]] = field(default_factory=Counter)  # (table, op)
     seconds: float = 0.0  # wall time spent inside the calls (summed over threads)
 
@@ -97,7 +97,8 @@ class Tally:
         self.attempts.update(other.attempts)
         self.billed.update(other.billed)
         self.wru.update(other.wru)
-        self.rru.update(other.rru)
+        for table, units in other.rru.items():
+            self.rru[table] += units
         self.wru_by_op.update(other.wru_by_op)
         self.seconds += other.seconds
 
@@ -276,7 +277,9 @@ class AwsCounter:
         elif operation in ("Query", "Scan"):
             consistent = bool(params.get("ConsistentRead"))
             size = sum(item_size(i) for i in parsed.get("Items", []))
-            name = params["TableName"] + (f":{params['IndexName']}" if "IndexName" in params else "")
+            name = params["TableName"] + (
+                f":{params['IndexName']}" if "IndexName" in params else ""
+            )
             out.rru[name] += read_units(size, consistent)
 
     def _size_after(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:

@@ -44,7 +44,7 @@ def done_key(job_id: str) -> str:
     return f"job:{job_id}:done"
 
 
-def _entity(raw: bytes) -> Any:
+def _entity(raw: bytes | str) -> Any:
     from batchpredict.entities import Entity, Neighbour
 
     body = json.loads(raw)
@@ -72,9 +72,7 @@ def predict_item(
         wanted = [i for i in frontier if i not in loaded]
         if not wanted:
             break
-        found = [
-            _entity(raw) for raw in r.mget([entity_key(tenant, i) for i in wanted]) if raw
-        ]
+        found = [_entity(raw) for raw in r.mget([entity_key(tenant, i) for i in wanted]) if raw]
         loaded.update((e.entity_id, e) for e in found)
         if hop == 0 and entity_id not in loaded:
             break

@@ -111,7 +111,11 @@ def machine() -> dict[str, str]:
         match = re.search(r'PRETTY_NAME="([^"]+)"', Path("/etc/os-release").read_text())
         if match:
             os_name = f"{match.group(1)} (kernel {platform.release()})"
+    load = ""
+    with contextlib.suppress(OSError):
+        load = " / ".join(Path("/proc/loadavg").read_text().split()[:3])
     return {
+        "load": load,
         "cpu": cpu or "unknown",
         "cores": str(os.cpu_count() or "?"),
         "ram": ram or "unknown",
@@ -223,7 +227,7 @@ class WorkerSettings:
 
 
 def template_settings(path: Path = TEMPLATE) -> WorkerSettings:
-    doc = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 (a safe loader)
+    doc = yaml.load(path.read_text(), Loader=_CfnLoader)  # a SafeLoader subclass
     params = doc.get("Parameters", {})
     resources = doc.get("Resources", {})
     globals_fn = (doc.get("Globals") or {}).get("Function", {})

@@ -152,7 +152,9 @@ def measure(n_items: int) -> list[Run]:
 
 def run(quick: bool) -> PartResult:
     n_items = 1000 if quick else 10_000
-    result = PartResult("cost", f"AWS requests and cost per million predictions ({n_items:,} items)")
+    result = PartResult(
+        "cost", f"AWS requests and cost per million predictions ({n_items:,} items)"
+    )
     runs = measure(n_items)
     chunked, cached, naive = runs
 
@@ -237,4 +239,3 @@ def _details(runs: list[Run]) -> str:
         by_table = ", ".join(f"{t}: {fmt_int(u)}" for t, u in sorted(r.functions.wru.items()))
         lines.append(f"- {r.label}: {by_table}")
     return "\n".join(lines)
-

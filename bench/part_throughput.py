@@ -44,10 +44,22 @@ def celery_workers(redis_url: str, concurrency: int) -> Iterator[subprocess.Pope
     }
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker",
-            "--pool", "prefork", "--concurrency", str(concurrency), "--loglevel", "WARNING",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-        ],  # fmt: skip
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.celery_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -97,7 +109,7 @@ class CeleryRunner:
         deadline = time.monotonic() + timeout
         while int(self.redis.get(key) or 0) < len(ids):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"celery: {self.redis.get(key)} of {len(ids)} in {timeout}s")
+                raise TimeoutError(f"celery: {self.redis.get(key)!r} of {len(ids)} in {timeout}s")
             time.sleep(0.02)
         return time.perf_counter() - started
 
