@@ -492,6 +492,9 @@ def _quiet_logs() -> None:
     # Only warnings from the stack and boto3: the demo narrates the rest (a no-op when the
     # process has configured logging already).
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # More threads than pooled connections to moto at peaks: urllib3 drops the extra
+    # connection after use, which costs a reconnect, not a request.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 @contextmanager
