@@ -29,13 +29,15 @@ from types import FrameType
 from bench.common import REPO, PartResult, Row, git_commit, log, machine
 from bench.prices import AWS_CALL_SECONDS, price_table_markdown
 
-PARTS = {
+PARTS = {  # issue 6's numbering: 1 submission, 2 cost, 3 throughput, 4 scale, 5 predictors
     "submission": "bench.part_submission",
     "cost": "bench.part_cost",
     "throughput": "bench.part_throughput",
     "scale": "bench.part_scale",
     "predictors": "bench.part_predictors",
 }
+# Run order: quick parts first; the longest (scale) last. The markdown is rewritten after each.
+ORDER = ["predictors", "cost", "submission", "throughput", "scale"]
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 PARTIAL = Path(__file__).resolve().parent / "RESULTS.partial.md"
 
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--child", choices=list(PARTS), help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    chosen = [p.strip() for p in args.only.split(",") if p.strip()] or list(PARTS)
+    chosen = [p.strip() for p in args.only.split(",") if p.strip()] or list(ORDER)
     unknown = [p for p in chosen if p not in PARTS]
     if unknown:
         parser.error(f"unknown part(s) {unknown}; known: {', '.join(PARTS)}")
@@ -141,9 +143,9 @@ def markdown(results: list[PartResult], quick: bool, seconds: float, before: dic
     out = [
         "# Benchmark results",
         "",
-        "Written by `make bench` (`python -m bench`"
+        "Written by `make bench` (`python -m bench"
         + (" --quick" if quick else "")
-        + "); the method of each part is in its module's docstring under `bench/`.",
+        + "`); the method of each part is in its module's docstring under `bench/`.",
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {git_commit()}",
@@ -188,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     before = machine()
     results: list[PartResult] = []
+    full = not args.quick and sorted(args.parts) == sorted(PARTS)
+    out = args.out or (RESULTS if full else PARTIAL)
     try:
         for part in args.parts:
             log(f"== {part}")
@@ -196,14 +200,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"== {part}: {results[-1].seconds:.0f} s"
                 + (" (error)" if results[-1].error else "")
             )
+            results.sort(key=lambda r: list(PARTS).index(r.name))
+            out.write_text(markdown(results, args.quick, time.perf_counter() - started, before))
     except KeyboardInterrupt:
         log("interrupted: everything started has been stopped")
         return 130
-    seconds = time.perf_counter() - started
     print(table(results))
-    full = not args.quick and args.parts == list(PARTS)
-    out = args.out or (RESULTS if full else PARTIAL)
-    out.write_text(markdown(results, args.quick, seconds, before))
     log(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     failed = any(r.error for r in results)
     with contextlib.suppress(BrokenPipeError):

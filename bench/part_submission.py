@@ -95,7 +95,7 @@ def replay_seconds(
 
 
 def run(quick: bool) -> PartResult:
-    samples_wanted = 8 if quick else 30
+    samples_wanted = 8 if quick else 20
     result = PartResult("submission", f"Submission: POST /v1/jobs with {N_ENTITIES:,} entities")
     chunk_size = settings_of().chunk_size
     chunks = math.ceil(N_ENTITIES / chunk_size)
