@@ -72,10 +72,12 @@ class Api:
         *,
         chunk_size: int | None = None,
         use_cache: bool = True,
+        input_uri: str | None = None,
     ) -> Submitted:
+        """A job of `ids` (or, with `input_uri`, of the ids in that S3 JSONL object)."""
         body: dict[str, Any] = {
             "prediction_type": prediction_type,
-            "entity_ids": ids,
+            **({"input_uri": input_uri} if input_uri else {"entity_ids": ids}),
             "parameters": data.PARAMETERS[prediction_type],
             "use_cache": use_cache,
         }

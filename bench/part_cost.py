@@ -54,6 +54,7 @@ class Run:
     seconds: float
     memory_mb: int
     cache_table: str
+    entities_table: str
 
     # ---------------------------------------------------------------- counts
 
@@ -91,6 +92,12 @@ class Run:
 
     def per_million(self, *, cache_writes: bool = True) -> float:
         return sum(self.dollars(cache_writes=cache_writes).values()) / self.items * 1e6
+
+    def input_reads_per_million(self) -> float:
+        """The entities table's reads: the model's input (targets and neighbourhoods)."""
+        return (
+            usd("dynamodb_rru", self.functions.rru.get(self.entities_table, 0.0)) / self.items * 1e6
+        )
 
 
 def _one_job(env: Any, label: str, ids: list[str], **body: Any) -> Run:
@@ -131,6 +138,7 @@ def _one_job(env: Any, label: str, ids: list[str], **body: Any) -> Run:
         seconds=seconds,
         memory_mb=template_settings().memory_mb,
         cache_table=env.cache_table,
+        entities_table=env.tables["EntitiesTable"],
     )
 
 
@@ -185,6 +193,11 @@ def run(quick: bool) -> PartResult:
     result.row("$ per million, uncached, with cache writes", fmt_usd(with_writes), "<= $1.00",
                with_writes <= 1.00)  # fmt: skip
     result.row("$ per million, cached resubmission", fmt_usd(cached.per_million()))
+    inputs = chunked.input_reads_per_million()
+    result.row(
+        "$ per million, uncached, without cache writes and without reading the model's input",
+        f"{fmt_usd(without - inputs)} (entity reads {fmt_usd(inputs)})",
+    )
     naive_cost = naive.per_million(cache_writes=False)
     factor = ratio(naive_cost, without)
     result.row(

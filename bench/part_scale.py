@@ -1,8 +1,8 @@
 """Part 4: 1k, 10k and 100k items through the local stack: time, requests, peak RSS.
 
-Each size gets a fresh local stack (a fresh moto), its entities, and then its items as jobs of at
-most 10,000 entity ids (the API's limit per `entity_ids` job), all submitted at once and timed
-until the last is terminal. The functions' AWS requests are counted on their clients; the
+Each size gets a fresh local stack (a fresh moto), its entities, and then one job of all its
+items, timed from the request until it is terminal: `entity_ids` up to 10,000 (the API's limit),
+beyond that `input_uri` (a JSONL object put in the stack's input bucket before the clock starts). The functions' AWS requests are counted on their clients; the
 pollers' (the event source mapping's) apart. Peak RSS is the summed resident memory of this
 process (the HTTP front, the functions, the pollers) and moto's child process, sampled every
 0.2 s, over the whole part.
@@ -11,6 +11,7 @@ process (the HTTP front, the functions, the pollers) and moto's child process, s
 from __future__ import annotations
 
 import itertools
+import json
 import time
 import uuid
 
@@ -66,10 +67,14 @@ def one_size(n: int, rss: TreeRss) -> dict[str, float]:
         esm.watch(stack._sqs)  # the pollers' client: the event source mapping's requests
         ids = data.entity_ids(n)
         started = time.perf_counter()
-        jobs = [
-            api.submit(ids[i : i + MAX_PER_JOB], PREDICTION_TYPE, use_cache=False).job_id
-            for i in range(0, n, MAX_PER_JOB)
-        ]
+        if n > MAX_PER_JOB:  # one job all the same: the ids from a JSONL object in S3
+            bucket = stack.environment["INPUT_BUCKET"]
+            body = "\n".join(json.dumps(i) for i in ids).encode()
+            stack.client("s3").put_object(Bucket=bucket, Key=f"bench/{n}.jsonl", Body=body)
+            uri = f"s3://{bucket}/bench/{n}.jsonl"
+            jobs = [api.submit([], PREDICTION_TYPE, use_cache=False, input_uri=uri).job_id]
+        else:
+            jobs = [api.submit(ids, PREDICTION_TYPE, use_cache=False).job_id]
         bodies = api.wait(jobs, timeout=3600, poll=0.5)
         seconds = time.perf_counter() - started
         succeeded = sum(b["counts"]["succeeded"] for b in bodies)
