@@ -207,9 +207,9 @@ def run(quick: bool) -> PartResult:
         factor >= 10,
     )
     result.row(
-        "per-item design / chunked, AWS requests",
-        f"{ratio(naive.requests, chunked.requests):.1f}x "
-        f"({fmt_int(naive.requests)} vs {fmt_int(chunked.requests)})",
+        "per-item design / chunked, AWS requests per item",
+        f"{ratio(naive.requests / naive.items, chunked.requests / chunked.items):.1f}x "
+        f"({naive.requests / naive.items:.3f} vs {chunked.requests / chunked.items:.3f})",
     )
     hits = cached.counts.get("cached", 0) / cached.items
     result.row(
