@@ -61,7 +61,7 @@ def check_job(stores: Stores, job: Job) -> Counts:
     return counts
 
 
-def check_job_or_leave_it_to_the_sweep(stores: Stores, job: Job) -> None:
+def check_job_or_leave_it_to_the_sweep(stores: Stores, job: Job) -> Counts | None:
     """check_job after recording chunks, where a failure must not send the chunks back.
 
     The chunks are recorded; what failed is reading the counters or finishing or announcing
@@ -69,9 +69,10 @@ def check_job_or_leave_it_to_the_sweep(stores: Stores, job: Job) -> None:
     Failing the messages instead would make a long EventBridge outage spin them into the DLQ.
     """
     try:
-        check_job(stores, job)
+        return check_job(stores, job)
     except Exception:
         logger.exception("checking the job failed; the sweep will finish it")
+        return None
 
 
 class AnnouncementFailed(RuntimeError):

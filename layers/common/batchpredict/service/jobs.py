@@ -8,7 +8,7 @@ from batchpredict.constants import ErrorCode, JobStatus
 from batchpredict.errors import ConflictError, NotFoundError
 from batchpredict.models import ListJobsQuery, ResultsQuery
 from batchpredict.service import tokens
-from batchpredict.service.completion import check_job
+from batchpredict.service.completion import check_job_or_leave_it_to_the_sweep
 from batchpredict.store import Stores
 from batchpredict.store.jobs import Job
 from batchpredict.views import job_summary, job_view
@@ -91,6 +91,7 @@ def cancel_job(stores: Stores, tenant: str, job_id: str) -> dict[str, Any]:
             f"job {job_id} already finished with status {job.status}; nothing to cancel",
             code=ErrorCode.JOB_FINISHED,
         )
-    # Every item may already be accounted for: then the job ends here, as CANCELLED.
-    counts = check_job(stores, job)
+    # Every item may already be accounted for: then the job ends here, as CANCELLED. The
+    # cancel is recorded either way; if finishing fails, the sweep finishes the job.
+    counts = check_job_or_leave_it_to_the_sweep(stores, job) or stores.jobs.counts(job)
     return job_view(load_job(stores, tenant, job_id, consistent=True), counts)
