@@ -22,7 +22,8 @@ ACTORS = 120
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("BATCHPREDICT_API_URL", "BATCHPREDICT_API_KEY", "BATCHPREDICT_DEBUG"):
+    # pytest-xdist's workers inherit COLUMNS=80 from the controller: tables would wrap.
+    for name in ("BATCHPREDICT_API_URL", "BATCHPREDICT_API_KEY", "BATCHPREDICT_DEBUG", "COLUMNS"):
         monkeypatch.delenv(name, raising=False)
 
 
