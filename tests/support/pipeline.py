@@ -123,6 +123,17 @@ class Pipeline:
         )
         return response.get("Messages", [])
 
+    def receive_batch(self, queue_url: str, batch_size: int) -> list[dict[str, Any]]:
+        """Up to `batch_size` messages, ten per ReceiveMessage, as the event source mapping
+        gathers a batch over its batching window."""
+        batch: list[dict[str, Any]] = []
+        while len(batch) < batch_size:
+            received = self.receive(queue_url, batch_size - len(batch))
+            if not received:
+                break
+            batch.extend(received)
+        return batch
+
     @staticmethod
     def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
         return {
@@ -174,7 +185,7 @@ class Pipeline:
     def drain(self, max_rounds: int = 10_000) -> int:
         """Run worker and DLQ function until both queues are empty; returns rounds run."""
         for round_ in range(max_rounds):
-            work = self.receive(self.work_queue_url, self.batch_size)
+            work = self.receive_batch(self.work_queue_url, self.batch_size)
             if work:
                 self.deliver("worker", self.work_queue_url, work, self.worker_context())
                 continue
