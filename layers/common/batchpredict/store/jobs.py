@@ -10,7 +10,6 @@ Layout (pk = TENANT#<tenant>#JOB#<job_id>):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -303,21 +302,38 @@ class JobStore:
                 chunks.append(Chunk(base_chunk_id(index), chunk.entity_ids))
         return chunks
 
+    def _update_meta(
+        self, job: Job, update: str, condition: str, values: Mapping[str, Any]
+    ) -> None:
+        """One conditional UpdateItem of the job's META item (`#s` names its status)."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": dynamo.serialize({"pk": job.pk, "sk": "META"}),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": dynamo.values(values),
+        }
+        if "#s" in update or "#s" in condition:
+            request["ExpressionAttributeNames"] = {"#s": "status"}
+        self.client.update_item(**request)
+
+    def _transition(self, job: Job, update: str, condition: str, values: Mapping[str, Any]) -> bool:
+        """`_update_meta`; False when its condition no longer holds (another caller won)."""
+        try:
+            self._update_meta(job, update, condition, values)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def mark_processing(self, job: Job) -> bool:
         """QUEUED -> PROCESSING, once; the first chunk to run does it."""
         now = now_iso()
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-                UpdateExpression="SET #s = :processing, started_at = :now, updated_at = :now",
-                ConditionExpression="#s = :queued",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=dynamo.values(
-                    {":processing": JobStatus.PROCESSING, ":queued": JobStatus.QUEUED, ":now": now}
-                ),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        if not self._transition(
+            job,
+            "SET #s = :processing, started_at = :now, updated_at = :now",
+            "#s = :queued",
+            {":processing": JobStatus.PROCESSING, ":queued": JobStatus.QUEUED, ":now": now},
+        ):
             return False
         job.status, job.started_at = JobStatus.PROCESSING, now
         self.put_event(job, "JobStarted")
@@ -326,35 +342,28 @@ class JobStore:
     def request_cancel(self, job: Job) -> bool:
         """QUEUED/PROCESSING -> CANCELLING. False if the job was no longer active."""
         now = now_iso()
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-                UpdateExpression="SET #s = :cancelling, cancel_requested_at = :now, updated_at = :now",
-                ConditionExpression="#s IN (:queued, :processing)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=dynamo.values(
-                    {
-                        ":cancelling": JobStatus.CANCELLING,
-                        ":queued": JobStatus.QUEUED,
-                        ":processing": JobStatus.PROCESSING,
-                        ":now": now,
-                    }
-                ),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        if not self._transition(
+            job,
+            "SET #s = :cancelling, cancel_requested_at = :now, updated_at = :now",
+            "#s IN (:queued, :processing)",
+            {
+                ":cancelling": JobStatus.CANCELLING,
+                ":queued": JobStatus.QUEUED,
+                ":processing": JobStatus.PROCESSING,
+                ":now": now,
+            },
+        ):
             return False
         job.status, job.cancel_requested_at = JobStatus.CANCELLING, now
         self.put_event(job, "CancelRequested")
         return True
 
     def mark_failure_tolerance_exceeded(self, job: Job) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-            UpdateExpression="SET failure_tolerance_exceeded = :t, updated_at = :now",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=dynamo.values({":t": True, ":now": now_iso()}),
+        self._update_meta(
+            job,
+            "SET failure_tolerance_exceeded = :t, updated_at = :now",
+            "attribute_exists(pk)",
+            {":t": True, ":now": now_iso()},
         )
         job.failure_tolerance_exceeded = True
 
@@ -365,28 +374,19 @@ class JobStore:
         """
         now = datetime.now(UTC)
         until = iso(now + timedelta(seconds=lease_seconds))
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-                UpdateExpression=(
-                    "SET #s = :final, finished_at = :now, updated_at = :now, "
-                    "announcing_until = :until"
-                ),
-                ConditionExpression="#s IN (:q, :p, :c)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues=dynamo.values(
-                    {
-                        ":final": status,
-                        ":now": iso(now),
-                        ":until": until,
-                        ":q": JobStatus.QUEUED,
-                        ":p": JobStatus.PROCESSING,
-                        ":c": JobStatus.CANCELLING,
-                    }
-                ),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        if not self._transition(
+            job,
+            "SET #s = :final, finished_at = :now, updated_at = :now, announcing_until = :until",
+            "#s IN (:q, :p, :c)",
+            {
+                ":final": status,
+                ":now": iso(now),
+                ":until": until,
+                ":q": JobStatus.QUEUED,
+                ":p": JobStatus.PROCESSING,
+                ":c": JobStatus.CANCELLING,
+            },
+        ):
             return False
         job.status, job.finished_at, job.announcing_until = status, iso(now), until
         return True
@@ -399,45 +399,35 @@ class JobStore:
         """
         now = datetime.now(UTC)
         until = iso(now + timedelta(seconds=lease_seconds))
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-                UpdateExpression="SET announcing_until = :until",
-                ConditionExpression=(
-                    "attribute_exists(finished_at) AND attribute_not_exists(announced_at) AND "
-                    "(attribute_not_exists(announcing_until) OR announcing_until < :now)"
-                ),
-                ExpressionAttributeValues=dynamo.values({":until": until, ":now": iso(now)}),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        if not self._transition(
+            job,
+            "SET announcing_until = :until",
+            "attribute_exists(finished_at) AND attribute_not_exists(announced_at) AND "
+            "(attribute_not_exists(announcing_until) OR announcing_until < :now)",
+            {":until": until, ":now": iso(now)},
+        ):
             return False
         job.announcing_until = until
         return True
 
     def release_announcement(self, job: Job) -> None:
         """Give the claim back after a failed announcement, so a retry need not wait it out."""
-        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
-            self.client.update_item(
-                TableName=self.table,
-                Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-                UpdateExpression="REMOVE announcing_until",
-                ConditionExpression="announcing_until = :mine",
-                ExpressionAttributeValues=dynamo.values({":mine": job.announcing_until}),
-            )
+        self._transition(
+            job,
+            "REMOVE announcing_until",
+            "announcing_until = :mine",
+            {":mine": job.announcing_until},
+        )
         job.announcing_until = None
 
     def mark_announced(self, job: Job) -> None:
         """The end is announced: the job leaves the sweep index for good."""
         now = now_iso()
-        self.client.update_item(
-            TableName=self.table,
-            Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-            UpdateExpression=(
-                "SET announced_at = :now REMOVE announcing_until, sweep_pk, sweep_sk"
-            ),
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=dynamo.values({":now": now}),
+        self._update_meta(
+            job,
+            "SET announced_at = :now REMOVE announcing_until, sweep_pk, sweep_sk",
+            "attribute_exists(pk)",
+            {":now": now},
         )
         job.announced_at, job.announcing_until = now, None
 
@@ -500,12 +490,11 @@ class JobStore:
 
     def note_sweep(self, job: Job, done: int) -> None:
         now = now_iso()
-        self.client.update_item(
-            TableName=self.table,
-            Key=dynamo.serialize({"pk": job.pk, "sk": "META"}),
-            UpdateExpression="SET swept_done = :d, swept_at = :now",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues=dynamo.values({":d": done, ":now": now}),
+        self._update_meta(
+            job,
+            "SET swept_done = :d, swept_at = :now",
+            "attribute_exists(pk)",
+            {":d": done, ":now": now},
         )
         job.swept_done, job.swept_at = done, now
 
