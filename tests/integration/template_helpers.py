@@ -18,6 +18,8 @@ from typing import Any
 
 from samtranslator.yaml_helper import yaml_parse
 
+from batchpredict_local.intrinsics import references as references
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
@@ -110,29 +112,6 @@ def sub_names(text: str) -> set[str]:
         name = name.strip()
         names.add(name if name.startswith("AWS::") else name.partition(".")[0])
     return names
-
-
-def references(node: Any) -> set[str]:
-    """Every logical id, parameter or pseudo parameter a property value refers to."""
-    found: set[str] = set()
-    if isinstance(node, list):
-        for item in node:
-            found |= references(item)
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Ref" and isinstance(value, str):
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(value.partition(".")[0] if isinstance(value, str) else value[0])
-            elif key == "Fn::Sub":
-                text = sub_text(node)
-                local = set(value[1]) if isinstance(value, list) and len(value) > 1 else set()
-                found |= sub_names(text or "") - local
-                if isinstance(value, list) and len(value) > 1:
-                    found |= references(value[1])
-            else:
-                found |= references(value)
-    return found
 
 
 def known_names(template: Mapping[str, Any]) -> set[str]:
