@@ -187,20 +187,23 @@ class FaultPipeline(Pipeline):
             idle_sweeps += 1
         raise AssertionError(f"the run did not finish in {max_steps} steps")
 
+    def receive_all(self, queue_url: str) -> list[dict[str, Any]]:
+        """Every visible message of the queue, each held in flight for IN_FLIGHT_S."""
+        received: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=IN_FLIGHT_S,
+            WaitTimeSeconds=0,
+        ).get("Messages", []):
+            received.extend(batch)
+        return received
+
     def intake(self) -> None:
         """Poll the work queue dry, as the event source mapping's pollers would."""
-        received = []
-        while True:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.work_queue_url,
-                MaxNumberOfMessages=10,
-                MessageSystemAttributeNames=["All"],
-                VisibilityTimeout=IN_FLIGHT_S,
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
-            if not messages:
-                break
-            received.extend(messages)
+        received = self.receive_all(self.work_queue_url)
         # Moto's order follows send order, which threads in send_chunks make nondeterministic.
         received.sort(key=lambda m: (m["Body"], int(m["Attributes"]["ApproximateReceiveCount"])))
         for message in received:
@@ -305,18 +308,7 @@ class FaultPipeline(Pipeline):
     # ------------------------------------------------------------ the DLQ function
 
     def dlq_step(self) -> bool:
-        received = []
-        while True:
-            messages = self.sqs.receive_message(
-                QueueUrl=self.dlq_url,
-                MaxNumberOfMessages=10,
-                MessageSystemAttributeNames=["All"],
-                VisibilityTimeout=IN_FLIGHT_S,
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
-            if not messages:
-                break
-            received.extend(messages)
+        received = self.receive_all(self.dlq_url)
         if not received:
             return False
         received.sort(key=lambda m: m["Body"])
@@ -513,15 +505,7 @@ class FaultPipeline(Pipeline):
         """Every message in the parking queue (left there: receive, then make visible again)."""
         if not self.parking_url:
             return []
-        messages: list[dict[str, Any]] = []
-        while batch := self.sqs.receive_message(
-            QueueUrl=self.parking_url,
-            MaxNumberOfMessages=10,
-            MessageAttributeNames=["All"],
-            VisibilityTimeout=IN_FLIGHT_S,
-            WaitTimeSeconds=0,
-        ).get("Messages", []):
-            messages.extend(batch)
+        messages = self.receive_all(self.parking_url)
         for message in messages:
             self.sqs.change_message_visibility(
                 QueueUrl=self.parking_url,
