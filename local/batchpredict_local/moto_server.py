@@ -12,6 +12,9 @@ ways AWS never allows (two conditional writes on one DynamoDB item both succeed;
 get the same SQS message). The middleware runs one request at a time, which costs little since
 moto is CPU-bound under the GIL anyway, and turns SQS long polls into short polls so that a
 waiting receiver never holds the lock.
+
+moto's DynamoDB also gets batchpredict_local.moto_speedups: transactions and queries whose cost
+does not grow with the table (same answers, see that module).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from batchpredict_local import moto_speedups
 
 # The short-poll cadence of an emulated long poll with nothing to wake it: it bounds how late a
 # message whose visibility timeout or delay just ended is seen.
@@ -208,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import make_server
 
     _reset_receive_count_on_dead_letter()
+    moto_speedups.apply()
 
     class QuietHandler(MotoRequestHandler):
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:

@@ -1,0 +1,201 @@
+"""Two costs of moto's DynamoDB that grow with the table, replaced by ones that do not.
+
+Applied by the local stack's moto server only (batchpredict_local.moto_server), never to the
+tests' in-process moto. Each replacement answers every request exactly as moto does; it only
+stops moto from touching the whole table to answer a request about a few items:
+
+- `TransactWriteItems` backed up every table it names with `copy.deepcopy` (once per item of
+  the transaction) so that it could roll back. With a 100,000-item job that is thousands of
+  chunk-result items copied 20 times per worker batch: gigabytes, and most of the time.
+  Here the backup is a deep copy of the items the transaction names (at most 100), put back
+  the same way if the transaction is cancelled.
+- `Query` on a table's own key sorted every item of the table, then kept those with the hash
+  key asked for. Here it looks at that hash key's items only (moto still sorts them).
+  Queries on an index still scan the table, as moto does; the service runs those once a
+  minute (the sweep) or when a client lists jobs.
+
+Measured in bench/RESULTS.md (the scale part) and kept honest by
+tests/unit/test_moto_speedups.py, which runs the same requests against patched and unpatched
+moto and compares the answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_applied = False
+_lock = threading.Lock()
+
+
+class _TablesAsTheyAre:
+    """A `copy` module for moto's transaction code whose deep copy of a Table is the table.
+
+    moto's rollback assigns its "backup" back into `self.tables`: with this, that assignment
+    puts back the same object and the items journal does the actual rollback.
+    """
+
+    def __init__(self, table_type: type) -> None:
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+def _key_of(backend: Any, op_type: str, op: dict[str, Any]) -> tuple[Any, Any, Any] | None:
+    """(table, hash value, range value) of one transaction item, or None if moto will refuse it."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    table = backend.tables.get(op.get("TableName"))
+    if table is None:
+        return None
+    attrs = op.get("Item") if op_type == "Put" else op.get("Key")
+    if not isinstance(attrs, dict) or table.hash_key_attr not in attrs:
+        return None
+    hash_value = DynamoType(attrs[table.hash_key_attr])
+    range_value = None
+    if table.range_key_attr is not None:
+        if table.range_key_attr not in attrs:
+            return None
+        range_value = DynamoType(attrs[table.range_key_attr])
+    return table, hash_value, range_value
+
+
+def _journal(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    entries = []
+    for transact_item in transact_items:
+        if not isinstance(transact_item, dict) or len(transact_item) != 1:
+            continue
+        op_type, op = next(iter(transact_item.items()))
+        if not isinstance(op, dict):
+            continue
+        key = _key_of(backend, op_type, op)
+        if key is None:
+            continue
+        table, hash_value, range_value = key
+        before = table.get_item(hash_value, range_value)
+        entries.append((table, hash_value, range_value, copy.deepcopy(before)))
+    return entries
+
+
+def _restore(entries: list[tuple[Any, ...]]) -> None:
+    for table, hash_value, range_value, before in reversed(entries):
+        if range_value is not None:
+            rows = table.items[hash_value]
+            if before is None:
+                rows.pop(range_value, None)
+                if not rows:
+                    table.items.pop(hash_value, None)
+            else:
+                rows[range_value] = before
+        elif before is None:
+            table.items.pop(hash_value, None)
+        else:
+            table.items[hash_value] = before
+
+
+def _patch_transactions() -> Callable[[], None]:
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+
+    original = models.DynamoDBBackend.transact_write_items
+    no_table_copies = _TablesAsTheyAre(Table)
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        entries = _journal(self, transact_items)
+        module_copy = models.copy
+        models.copy = no_table_copies  # type: ignore[assignment]
+        try:
+            original(self, transact_items)
+        except BaseException:
+            _restore(entries)
+            raise
+        finally:
+            models.copy = module_copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    return lambda: setattr(models.DynamoDBBackend, "transact_write_items", original)
+
+
+@contextlib.contextmanager
+def _only_hash_key(table: Any, hash_key: Any) -> Iterator[None]:
+    """Show moto's query code a table holding one hash key's items (the rest come back after)."""
+    everything = table.items
+    view = type(everything)(everything.default_factory)
+    if hash_key in everything:
+        view[hash_key] = everything[hash_key]
+    table.items = view
+    try:
+        yield
+    finally:
+        table.items = everything
+
+
+def _patch_query() -> Callable[[], None]:
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+
+    def query(
+        self: Any,
+        hash_key: Any,
+        range_comparison: Any,
+        range_objs: Any,
+        limit: Any,
+        exclusive_start_key: Any,
+        scan_index_forward: Any,
+        projection_expressions: Any,
+        index_name: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        arguments = (
+            hash_key,
+            range_comparison,
+            range_objs,
+            limit,
+            exclusive_start_key,
+            scan_index_forward,
+            projection_expressions,
+            index_name,
+            *args,
+        )
+        if index_name or hash_key is None:
+            return original(self, *arguments, **kwargs)
+        with _only_hash_key(self, hash_key):
+            return original(self, *arguments, **kwargs)
+
+    Table.query = query  # type: ignore[method-assign]
+    return lambda: setattr(Table, "query", original)
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[None]:
+    """Both replacements for the duration of the block (the tests compare with and without)."""
+    with _lock:
+        undo = [_patch_transactions(), _patch_query()]
+    try:
+        yield
+    finally:
+        with _lock:
+            for step in reversed(undo):
+                step()
+
+
+def apply() -> None:
+    """Both replacements for the rest of the process: the moto server's, which serializes
+    DynamoDB requests (SerializingMiddleware)."""
+    global _applied
+    with _lock:
+        if not _applied:
+            _patch_transactions()
+            _patch_query()
+            _applied = True

@@ -1,0 +1,220 @@
+"""The local stack's moto speedups answer exactly as moto does, without copying whole tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.dynamodb.models.table import Table
+
+from batchpredict_local import moto_speedups
+
+TABLE = "speedups"
+
+
+def _create(client: Any) -> None:
+    client.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "gsi_pk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-gsi",
+                "KeySchema": [
+                    {"AttributeName": "gsi_pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
+def _item(pk: str, sk: str, n: int) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}, "n": {"N": str(n)}, "gsi_pk": {"S": f"g{n % 2}"}}
+
+
+def _counter_update(pk: str, by: int, below: int) -> dict[str, Any]:
+    return {
+        "Update": {
+            "TableName": TABLE,
+            "Key": {"pk": {"S": pk}, "sk": {"S": "META"}},
+            "UpdateExpression": "ADD done :by",
+            "ConditionExpression": "attribute_not_exists(done) OR done < :below",
+            "ExpressionAttributeValues": {":by": {"N": str(by)}, ":below": {"N": str(below)}},
+        }
+    }
+
+
+def _put_new(pk: str, sk: str, n: int) -> dict[str, Any]:
+    return {
+        "Put": {
+            "TableName": TABLE,
+            "Item": _item(pk, sk, n),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }
+
+
+def _scenario(client: Any) -> list[Any]:
+    """A run of writes and reads; returns everything moto answered, errors included."""
+    answers: list[Any] = []
+
+    def record(call: str, **kwargs: Any) -> None:
+        try:
+            response = getattr(client, call)(**kwargs)
+            response.pop("ResponseMetadata", None)
+            answers.append((call, response))
+        except ClientError as error:
+            answers.append(
+                (call, error.response["Error"], error.response.get("CancellationReasons"))
+            )
+
+    _create(client)
+    for pk in ("job-a", "job-b"):
+        client.put_item(TableName=TABLE, Item=_item(pk, "META", 0))
+        for i in range(0, 30, 3):
+            client.put_item(TableName=TABLE, Item=_item(pk, f"chunk#{i:03d}", i))
+
+    record(
+        "transact_write_items",
+        TransactItems=[_put_new("job-a", "chunk#100", 1), _counter_update("job-a", 5, 10)],
+    )
+    # Cancelled: the duplicate chunk fails its condition after the counter and a new item moved.
+    record(
+        "transact_write_items",
+        TransactItems=[
+            _counter_update("job-a", 3, 10),
+            _put_new("job-a", "chunk#101", 2),
+            {
+                "Delete": {
+                    "TableName": TABLE,
+                    "Key": {"pk": {"S": "job-b"}, "sk": {"S": "chunk#003"}},
+                }
+            },
+            _put_new("job-a", "chunk#100", 1),
+        ],
+    )
+    # Cancelled by the counter's condition, after a delete of a whole hash key's last item.
+    client.put_item(TableName=TABLE, Item=_item("solo", "only", 7))
+    record(
+        "transact_write_items",
+        TransactItems=[
+            {"Delete": {"TableName": TABLE, "Key": {"pk": {"S": "solo"}, "sk": {"S": "only"}}}},
+            _counter_update("job-a", 9, 5),
+        ],
+    )
+    record(
+        "transact_write_items",
+        TransactItems=[_counter_update("job-b", 2, 10), _put_new("job-b", "chunk#200", 4)],
+    )
+    record(
+        "transact_write_items",
+        TransactItems=[_counter_update("job-a", 1, 99), _counter_update("job-a", 1, 99)],
+    )
+    for forward in (True, False):
+        record(
+            "query",
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": "job-a"}},
+            ScanIndexForward=forward,
+        )
+    start = None
+    while True:
+        extra = {"ExclusiveStartKey": start} if start else {}
+        page = client.query(
+            TableName=TABLE,
+            KeyConditionExpression="pk = :p AND begins_with(sk, :c)",
+            ExpressionAttributeValues={":p": {"S": "job-b"}, ":c": {"S": "chunk#"}},
+            Limit=4,
+            **extra,
+        )
+        page.pop("ResponseMetadata", None)
+        answers.append(("query page", page))
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    record(
+        "query",
+        TableName=TABLE,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "nobody"}},
+    )
+    record(
+        "query",
+        TableName=TABLE,
+        IndexName="by-gsi",
+        KeyConditionExpression="gsi_pk = :g",
+        ExpressionAttributeValues={":g": {"S": "g1"}},
+    )
+    scan = client.scan(TableName=TABLE)["Items"]
+    answers.append(("scan", sorted(scan, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))))
+    return answers
+
+
+def _run(*, speedups: bool) -> list[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        if not speedups:
+            return _scenario(client)
+        with moto_speedups.installed():
+            return _scenario(client)
+
+
+def test_same_answers_as_moto() -> None:
+    plain = _run(speedups=False)
+    fast = _run(speedups=True)
+    assert fast == plain
+    cancelled = [a for a in plain if a[0] == "transact_write_items" and len(a) == 3]
+    assert len(cancelled) == 3  # two cancelled, one refused: the rollbacks ran
+
+
+@pytest.fixture
+def tables_refuse_copies() -> Iterator[None]:
+    def refuse(self: Table, memo: Any) -> Table:
+        raise AssertionError("a whole table was copied")
+
+    Table.__deepcopy__ = refuse  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        del Table.__deepcopy__  # type: ignore[attr-defined]
+
+
+def test_transactions_copy_items_not_tables(tables_refuse_copies: None) -> None:
+    with mock_aws(), moto_speedups.installed():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        _create(client)
+        client.transact_write_items(
+            TransactItems=[_put_new("job-a", "chunk#000", 1), _counter_update("job-a", 1, 5)]
+        )
+        with pytest.raises(ClientError, match="TransactionCanceled"):
+            client.transact_write_items(
+                TransactItems=[_counter_update("job-a", 1, 5), _put_new("job-a", "chunk#000", 1)]
+            )
+        item = client.get_item(TableName=TABLE, Key={"pk": {"S": "job-a"}, "sk": {"S": "META"}})[
+            "Item"
+        ]
+        assert item["done"] == {"N": "1"}
+
+
+def test_installed_is_undone() -> None:
+    from moto.dynamodb import models
+
+    before = (models.DynamoDBBackend.transact_write_items, Table.query)
+    with moto_speedups.installed():
+        assert (models.DynamoDBBackend.transact_write_items, Table.query) != before
+    assert (models.DynamoDBBackend.transact_write_items, Table.query) == before
