@@ -1,8 +1,9 @@
-"""Two costs of moto's DynamoDB that grow with the table, replaced by ones that do not.
+"""Costs of moto that grow with the table or are paid again on every request, removed.
 
 Applied by the local stack's moto server only (batchpredict_local.moto_server), never to the
 tests' in-process moto. Each replacement answers every request exactly as moto does; it only
-stops moto from touching the whole table to answer a request about a few items:
+stops moto from touching a whole table to answer a request about a few items, or from
+recomputing what cannot change:
 
 - `TransactWriteItems` backed up every table it names with `copy.deepcopy` (once per item of
   the transaction) so that it could roll back. With a 100,000-item job that is thousands of
@@ -10,9 +11,13 @@ stops moto from touching the whole table to answer a request about a few items:
   Here the backup is a deep copy of the items the transaction names (at most 100), put back
   the same way if the transaction is cancelled.
 - `Query` on a table's own key sorted every item of the table, then kept those with the hash
-  key asked for. Here it looks at that hash key's items only (moto still sorts them).
-  Queries on an index still scan the table, as moto does; the service runs those once a
+  key asked for, then sized each of them before testing the sort-key condition. Here it sees
+  only that hash key's items whose sort key meets the condition (moto still sorts and pages
+  them; unpatched, moto could end a page early on the size of an item it was not going to
+  return). Queries on an index still scan the table, as moto does; the service runs those once a
   minute (the sweep) or when a client lists jobs.
+- Every request listed moto's package directory (a `stat` per service) and tried the URL
+  patterns of every service to find its backend. Here the backend of a host is found once.
 
 Measured in bench/RESULTS.md (the scale part) and kept honest by
 tests/unit/test_moto_speedups.py, which runs the same requests against patched and unpatched
@@ -126,12 +131,21 @@ def _patch_transactions() -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def _only_hash_key(table: Any, hash_key: Any) -> Iterator[None]:
-    """Show moto's query code a table holding one hash key's items (the rest come back after)."""
+def _only_candidates(
+    table: Any, hash_key: Any, range_comparison: str | None, range_objs: Any
+) -> Iterator[None]:
+    """Show moto's query code a table holding only the items the query can return.
+
+    Those are the hash key's items whose sort key meets the condition: moto tests the same
+    condition on the same values (`DynamoType.compare`) and drops the others unreturned.
+    """
     everything = table.items
     view = type(everything)(everything.default_factory)
-    if hash_key in everything:
-        view[hash_key] = everything[hash_key]
+    rows = everything.get(hash_key)
+    if rows is not None:
+        if range_comparison and table.range_key_attr is not None:
+            rows = {k: v for k, v in rows.items() if k.compare(range_comparison, range_objs)}
+        view[hash_key] = rows
     table.items = view
     try:
         yield
@@ -170,18 +184,45 @@ def _patch_query() -> Callable[[], None]:
         )
         if index_name or hash_key is None:
             return original(self, *arguments, **kwargs)
-        with _only_hash_key(self, hash_key):
+        with _only_candidates(self, hash_key, range_comparison, range_objs):
             return original(self, *arguments, **kwargs)
 
     Table.query = query  # type: ignore[method-assign]
     return lambda: setattr(Table, "query", original)
 
 
+def _patch_dispatch() -> Callable[[], None]:
+    from moto import backends
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original_modules = backends.list_of_moto_modules
+    modules = tuple(original_modules())
+    original_lookup = DomainDispatcherApplication.get_backend_for_host
+    found: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in found:
+            found[host] = original_lookup(self, host)
+        return found[host]
+
+    backends.list_of_moto_modules = lambda: modules
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+
+    def undo() -> None:
+        backends.list_of_moto_modules = original_modules
+        DomainDispatcherApplication.get_backend_for_host = original_lookup  # type: ignore[method-assign]
+
+    return undo
+
+
+_PATCHES = (_patch_transactions, _patch_query, _patch_dispatch)
+
+
 @contextlib.contextmanager
 def installed() -> Iterator[None]:
-    """Both replacements for the duration of the block (the tests compare with and without)."""
+    """The replacements for the duration of the block (the tests compare with and without)."""
     with _lock:
-        undo = [_patch_transactions(), _patch_query()]
+        undo = [patch() for patch in _PATCHES]
     try:
         yield
     finally:
@@ -191,11 +232,11 @@ def installed() -> Iterator[None]:
 
 
 def apply() -> None:
-    """Both replacements for the rest of the process: the moto server's, which serializes
+    """The replacements for the rest of the process: the moto server's, which serializes
     DynamoDB requests (SerializingMiddleware)."""
     global _applied
     with _lock:
         if not _applied:
-            _patch_transactions()
-            _patch_query()
+            for patch in _PATCHES:
+                patch()
             _applied = True

@@ -48,6 +48,11 @@ MAX_DLQ_TRIES_UNPARSEABLE = 8
 # A sweep runs every minute for ever; with throttling on most calls, finishing and announcing
 # a job can take many of them.
 MAX_IDLE_SWEEPS = 60
+# The DLQ function's event source mapping polls while the worker's does: the driver drains the
+# DLQ after this many worker deliveries even if work is still pending. (Draining it only once
+# the work queue was empty let mid-run sweeps re-send a poison chunk faster than its copies
+# could die, and the run never ended: seed 779.)
+DLQ_POLL_EVERY = 10
 QUEUE_ATTRIBUTES = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
@@ -166,12 +171,14 @@ class FaultPipeline(Pipeline):
         With sweep=False it stops once the queues are drained, terminal or not.
         """
         idle_sweeps = 0
-        for _ in range(max_steps):
+        for step in range(1, max_steps + 1):
             self.intake()
             if self.pool:
                 self.worker_step()
                 self.between_deliveries()
                 idle_sweeps = 0
+                if step % DLQ_POLL_EVERY == 0:
+                    self.dlq_step()
                 continue
             if self.dlq_step():
                 continue

@@ -155,7 +155,10 @@ def test_injector_ci_seeds_fire_every_fault_kind(
     """Across the seeds run above (the CI share at least), every fault kind really happened."""
     seeds = fault_seed_count(request.config)
     if os.environ.get("FAULT_SEED") or fault_tally["runs"] < min(seeds, CI_SEEDS):
-        pytest.skip("needs the seeded mixes of this session to have run in this process")
+        pytest.skip(
+            "needs the seeded mixes of this session to have run in this process "
+            f"({fault_tally['runs']} of {min(seeds, CI_SEEDS)} here)"
+        )
     kinds = {*RATE_FIELDS, *COUNT_FIELDS, "shuffle"}
     silent = sorted(k for k in kinds if not fault_tally["fired"][k])
     assert not silent, f"never fired in {fault_tally['runs']} seeds: {silent}"

@@ -212,9 +212,20 @@ def test_transactions_copy_items_not_tables(tables_refuse_copies: None) -> None:
 
 
 def test_installed_is_undone() -> None:
+    from moto import backends
     from moto.dynamodb import models
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
-    before = (models.DynamoDBBackend.transact_write_items, Table.query)
+    def current() -> tuple[Any, ...]:
+        return (
+            models.DynamoDBBackend.transact_write_items,
+            Table.query,
+            backends.list_of_moto_modules,
+            DomainDispatcherApplication.get_backend_for_host,
+        )
+
+    before = current()
     with moto_speedups.installed():
-        assert (models.DynamoDBBackend.transact_write_items, Table.query) != before
-    assert (models.DynamoDBBackend.transact_write_items, Table.query) == before
+        assert all(now is not then for now, then in zip(current(), before, strict=True))
+        assert list(backends.list_of_moto_modules()) == list(before[2]())
+    assert current() == before
