@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from batchpredict.service import dispatch
+from batchpredict.store import stores
 from tests.integration.conftest import put_entities
 from tests.support.data import ids, ring_entities
 from tests.support.pipeline import TENANT_B, Pipeline
@@ -90,6 +91,53 @@ def test_big_job_fans_out_from_worker_messages_counted_once_even_if_replayed(
     rows = all_results(pipeline, job_id)
     assert len(rows) == 2500
     assert len({r["entity_id"] for r in rows}) == 2500
+
+
+def test_fanout_short_of_time_hands_its_other_pages_to_a_new_fanout(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 4,500 ids = 5 manifest pages; two pages per slice: the submit sends pages 0-1 and the
+    # fan-outs (2, 2 pages) and (4, 1 page).
+    monkeypatch.setattr(dispatch, "FANOUT_PAGES", 2)
+    entities = ring_entities(4500)
+    put_entities(pipeline, entities)
+    uri = upload([json.dumps(i) for i in ids(entities)])
+    job_id = pipeline.submit(prediction_type="ising", input_uri=uri).body["job_id"]
+    first = [json.loads(m["Body"]) for m in drain_queue(pipeline)]
+    fanouts = [b for b in first if b.get("kind") == "fanout"]
+    assert [(b["first_page"], b["pages"]) for b in fanouts] == [(2, 2), (4, 1)]
+
+    # The invocation has time for one page only: page 3 goes on in a new fan-out message.
+    message = dispatch.parse_fanout(json.dumps(fanouts[0]))
+    assert message is not None
+    dispatch.continue_fanout(stores(), message, has_time=lambda: False)
+    sent = [json.loads(m["Body"]) for m in drain_queue(pipeline)]
+    handed_on = [b for b in sent if b.get("kind") == "fanout"]
+    assert [(b["first_page"], b["pages"]) for b in handed_on] == [(3, 1)]
+    assert sorted(b["chunk_id"] for b in sent if "chunk_id" in b) == [
+        f"{i:06d}" for i in range(80, 120)
+    ]
+
+    for body in [*first, *sent]:
+        pipeline.sqs.send_message(QueueUrl=pipeline.work_queue_url, MessageBody=json.dumps(body))
+    pipeline.drain()
+    status = pipeline.api("GET", f"/v1/jobs/{job_id}").body
+    assert (status["status"], status["counts"]["succeeded"]) == ("COMPLETED", 4500)
+    assert len({r["entity_id"] for r in all_results(pipeline, job_id)}) == 4500
+
+
+def drain_queue(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """Every message now in the work queue, deleted from it."""
+    taken = []
+    while batch := pipeline.receive(pipeline.work_queue_url, 10):
+        taken.extend(batch)
+        pipeline.sqs.delete_message_batch(
+            QueueUrl=pipeline.work_queue_url,
+            Entries=[
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)
+            ],
+        )
+    return taken
 
 
 def test_input_uri_unknown_entity_fails_alone_with_entity_not_found(pipeline: Pipeline) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from batchpredict.chunking import Chunk, chunks_per_manifest_page
 from batchpredict.constants import SQS_BATCH_MAX, SQS_MAX_DELAY_SECONDS
 from batchpredict.models import FanoutMessage
+from batchpredict.observability import logger
 from batchpredict.store import Stores
 from batchpredict.store.dynamo import chunked
 from batchpredict.store.jobs import Job
@@ -130,11 +131,28 @@ def dispatch_job(stores: Stores, job: Job, chunks: Sequence[Chunk]) -> None:
     send_bodies(stores.sqs, settings.work_queue_url, fanouts)
 
 
-def continue_fanout(stores: Stores, message: FanoutMessage) -> None:
-    """Send the chunks of the message's manifest pages (again, if it is a replay: harmless)."""
+def continue_fanout(
+    stores: Stores, message: FanoutMessage, has_time: Callable[[], bool] = lambda: True
+) -> None:
+    """Send the chunks of the message's manifest pages (again, if it is a replay: harmless).
+
+    Page by page, while `has_time()`: when the invocation's time runs low, the pages not yet
+    sent go to one new fan-out message, so a worker batch holding several fan-outs never
+    outlives its Lambda timeout (which would hide all of them for the visibility timeout).
+    """
     job = stores.jobs.get(message.tenant, message.job_id, consistent=True)
     if job is None or job.status.is_terminal:
         return
-    pages = range(message.first_page, message.first_page + message.pages)
-    chunks = stores.jobs.manifest_chunks(job, pages)
-    send_chunks(stores.sqs, stores.settings.work_queue_url, job.tenant, job.job_id, chunks)
+    end = message.first_page + message.pages
+    per_page = chunks_per_manifest_page(job.chunk_size)
+    by_page: dict[int, list[Chunk]] = {}
+    for chunk in stores.jobs.manifest_chunks(job, range(message.first_page, end)):
+        by_page.setdefault(int(chunk.chunk_id) // per_page, []).append(chunk)
+    queue_url = stores.settings.work_queue_url
+    for page in range(message.first_page, end):
+        if page > message.first_page and not has_time():
+            rest = fanout_body(job.tenant, job.job_id, page, end - page)
+            send_bodies(stores.sqs, queue_url, [rest])
+            logger.info("fan-out handed on", extra={"job_id": job.job_id, "next_page": page})
+            return
+        send_chunks(stores.sqs, queue_url, job.tenant, job.job_id, by_page.get(page, []))

@@ -211,7 +211,8 @@ class BatchWork:
         if self.clock.remaining_ms() < self.stores.settings.time_safety_margin_ms:
             raise TimeRunningOutError("too little time left in this invocation for a chunk")
         if fanout := self.fanouts.get(body):
-            continue_fanout(self.stores, fanout)
+            margin = self.stores.settings.time_safety_margin_ms
+            continue_fanout(self.stores, fanout, lambda: self.clock.remaining_ms() >= margin)
             return
         prepared = self.prepared.get(body)
         if prepared is None:
