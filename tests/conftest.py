@@ -40,12 +40,17 @@ TEST_ENVIRONMENT = {
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """A fresh moto account holding template.yaml's tables and queues, settings pointing at them."""
+def plain_moto_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 reaches the in-process moto, even after a local stack in this worker set its endpoint."""
     for key in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture
+def aws_env(plain_moto_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A fresh moto account holding template.yaml's tables and queues, settings pointing at them."""
     with mock_aws():
         store.reset()
         clients = {name: boto3.client(name) for name in ("dynamodb", "sqs", "sns", "s3", "events")}

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from batchpredict_local.moto_server import _certainly_empty
+
+pytestmark = pytest.mark.usefixtures("plain_moto_env")
 
 AUTH = "AWS4-HMAC-SHA256 Credential=testing/20261124/us-east-1/sqs/aws4_request, SignedHeaders=host"
 

@@ -13,6 +13,8 @@ from moto.dynamodb.models.table import Table
 
 from batchpredict_local import moto_speedups
 
+pytestmark = pytest.mark.usefixtures("plain_moto_env")
+
 TABLE = "speedups"
 
 
