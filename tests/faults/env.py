@@ -2,7 +2,8 @@
 
 Hypothesis runs many examples inside one test call, so the function-scoped `aws_env` fixture
 would be shared by all of them. `fresh_aws()` runs that same fixture function (from
-tests/conftest.py, not a copy of it) once per example, with its own MonkeyPatch.
+tests/conftest.py, not a copy of it, with the fixture it depends on) once per example, with
+its own MonkeyPatch.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _fixture_function(fixture: Any) -> Callable[..., Iterator[dict[str, Any]]]:
 def fresh_aws() -> Iterator[tuple[dict[str, Any], pytest.MonkeyPatch]]:
     """What `aws_env` gives a test, plus the MonkeyPatch that set it up."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        steps = _fixture_function(conftest.aws_env)(monkeypatch)
+        _fixture_function(conftest.plain_moto_env)(monkeypatch)
+        steps = _fixture_function(conftest.aws_env)(None, monkeypatch)
         env = next(steps)
         try:
             yield env, monkeypatch
