@@ -16,6 +16,15 @@ recomputing what cannot change:
   them; unpatched, moto could end a page early on the size of an item it was not going to
   return). Queries on an index still scan the table, as moto does; the service runs those once a
   minute (the sweep) or when a client lists jobs.
+- A read with a `ProjectionExpression` turned the whole item into plain Python once per path
+  of the projection (deep copies included) to pick a few attributes out of it. Here each path
+  converts only the attribute it names. A keys-only `BatchGetItem` of 100 entities (the
+  submission's existence check) went from about 36 ms to 7 ms.
+- Every item moto returned went through its generic response serializer attribute value by
+  attribute value, trying several spellings of every member name of `AttributeValue`. Here an
+  attribute value already in DynamoDB's JSON form (strings, numbers, booleans, nulls, sets,
+  maps and lists of those) is written as it is; binary values and anything unexpected still go
+  through moto's serializer.
 - Every request listed moto's package directory (a `stat` per service) and tried the URL
   patterns of every service to find its backend. Here the backend of a host is found once.
 
@@ -28,11 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 _applied = False
+_LIST_ELEMENT = re.compile(r"(.+)\[(\d+)\]$")  # moto's own test for `name[i]`
 _lock = threading.Lock()
 
 
@@ -215,7 +226,101 @@ def _patch_dispatch() -> Callable[[], None]:
     return undo
 
 
-_PATCHES = (_patch_transactions, _patch_query, _patch_dispatch)
+def _patch_projection() -> Callable[[], None]:
+    from moto.dynamodb.models import dynamo_type
+    from moto.dynamodb.models.dynamo_type import Item
+
+    original = Item.project
+
+    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
+        result: dict[str, Any] = {}
+        for path in projection_expressions:
+            # moto looks the path's head up as an attribute name, or as `name[i]`'s name.
+            head = path[0]
+            indexed = _LIST_ELEMENT.match(head)
+            names = {head, indexed.group(1)} if indexed else {head}
+            regular = {
+                name: dynamo_type.deserializer.deserialize(self.attrs[name].to_regular_json())
+                for name in names
+                if name in self.attrs
+            }
+            dynamo_type.merge_dicts(result, dynamo_type.find_nested_key(path, regular))
+        return Item(
+            hash_key=self.hash_key,
+            range_key=self.range_key,
+            attrs=dict(dynamo_type.serializer.serialize(result)["M"]),
+        )
+
+    Item.project = project  # type: ignore[method-assign]
+    return lambda: setattr(Item, "project", original)
+
+
+def _plain_wire_form(value: Any) -> Any:
+    """A DynamoDB attribute value as moto's JSON serializer would write it, or None where that
+    could differ (binary values, anything unexpected): those go through moto's own code."""
+    if not isinstance(value, dict) or not value:
+        return None
+    out: dict[str, Any] = {}
+    for kind, member in value.items():
+        if kind in ("S", "N"):
+            if not isinstance(member, str):
+                return None
+        elif kind in ("BOOL", "NULL"):
+            if not isinstance(member, bool):
+                return None
+        elif kind in ("SS", "NS"):
+            if not isinstance(member, list) or not all(isinstance(x, str) for x in member):
+                return None
+            member = list(member)
+        elif kind == "M":
+            if not isinstance(member, dict):
+                return None
+            fields = {name: _plain_wire_form(field) for name, field in member.items()}
+            if any(field is None for field in fields.values()):
+                return None
+            member = fields
+        elif kind == "L":
+            if not isinstance(member, list):
+                return None
+            elements = [_plain_wire_form(element) for element in member]
+            if any(element is None for element in elements):
+                return None
+            member = elements
+        else:
+            return None
+        out[kind] = member
+    return out
+
+
+def _patch_attribute_values() -> Callable[[], None]:
+    from moto.core.serialize import BaseJSONSerializer
+
+    original = BaseJSONSerializer._serialize_type_structure
+
+    def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if (
+            key
+            and shape.name == "AttributeValue"
+            and self.operation_model.service_model.service_name in _ITEM_SERVICES
+        ):
+            wire = _plain_wire_form(value)
+            if wire is not None:
+                self._default_serialize(serialized, wire, shape, key)
+                return
+        original(self, serialized, value, shape, key)
+
+    BaseJSONSerializer._serialize_type_structure = serialize_structure  # type: ignore[method-assign]
+    return lambda: setattr(BaseJSONSerializer, "_serialize_type_structure", original)
+
+
+_ITEM_SERVICES = ("dynamodb", "dynamodbstreams")
+_PATCHES = (
+    _patch_transactions,
+    _patch_query,
+    _patch_dispatch,
+    _patch_projection,
+    _patch_attribute_values,
+)
 
 
 @contextlib.contextmanager

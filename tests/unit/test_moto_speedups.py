@@ -184,6 +184,75 @@ def test_same_answers_as_moto() -> None:
     assert len(cancelled) == 3  # two cancelled, one refused: the rollbacks ran
 
 
+RICH_ITEM = {
+    "pk": {"S": "tenant"},
+    "sk": {"S": "rich"},
+    "x_empty": {"S": ""},
+    "n": {"N": "-1.5e3"},
+    "x_yes": {"BOOL": False},
+    "x_nothing": {"NULL": True},
+    "x_names": {"SS": ["a", "b"]},
+    "x_numbers": {"NS": ["1", "2.5"]},
+    "x_blob": {"B": b"\x00zlib"},
+    "x_blobs": {"BS": [b"\x01", b"\x02"]},
+    "x_features": {
+        "M": {
+            "x_degree": {"N": "3"},
+            "x_series": {"L": [{"N": "0.1"}, {"N": "0.2"}, {"M": {"x_deep": {"S": "deep"}}}]},
+            "x_packed": {"B": b"\xff"},
+            "x_none": {"M": {}},
+        }
+    },
+    "x_neighbours": {
+        "L": [{"S": "e1"}, {"M": {"x_id": {"S": "e2"}, "x_w": {"N": "0.5"}}}, {"L": []}]
+    },
+}
+PROJECTIONS = (
+    "sk",
+    "x_features.x_degree, x_neighbours[1].x_w, #n",
+    "x_features.x_series[2].x_deep, x_neighbours[0], x_blob, x_missing",
+    "x_features, x_names, x_numbers, x_yes, x_nothing, x_empty",
+    "x_neighbours[7], x_features.x_nope.x_deeper",
+)
+
+
+def _reads(client: Any) -> list[Any]:
+    """Items of every attribute type read whole and through projections."""
+    _create(client)
+    client.put_item(TableName=TABLE, Item=RICH_ITEM)
+    client.put_item(TableName=TABLE, Item=_item("tenant", "plain", 3))
+    keys = [{"pk": {"S": "tenant"}, "sk": {"S": sk}} for sk in ("rich", "plain", "ghost")]
+    answers: list[Any] = []
+    for projection in (None, *PROJECTIONS):
+        extra: dict[str, Any] = {}
+        if projection:
+            extra["ProjectionExpression"] = projection
+            if "#n" in projection:
+                extra["ExpressionAttributeNames"] = {"#n": "n"}
+        batch = client.batch_get_item(RequestItems={TABLE: {"Keys": keys, **extra}})
+        answers.append(batch["Responses"])
+        answers.append(client.get_item(TableName=TABLE, Key=keys[0], **extra).get("Item"))
+        answers.append(
+            client.query(
+                TableName=TABLE,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": "tenant"}},
+                **extra,
+            )["Items"]
+        )
+    return answers
+
+
+def test_reads_of_every_attribute_type_same_as_moto() -> None:
+    with mock_aws():
+        plain = _reads(boto3.client("dynamodb", region_name="us-east-1"))
+    with mock_aws(), moto_speedups.installed():
+        fast = _reads(boto3.client("dynamodb", region_name="us-east-1"))
+    assert fast == plain
+    assert plain[1]["x_blob"] == {"B": b"\x00zlib"}  # whole items carry every type back
+    assert plain[1]["x_features"]["M"]["x_series"]["L"][2] == {"M": {"x_deep": {"S": "deep"}}}
+
+
 @pytest.fixture
 def tables_refuse_copies() -> Iterator[None]:
     def refuse(self: Table, memo: Any) -> Table:
@@ -215,7 +284,9 @@ def test_transactions_copy_items_not_tables(tables_refuse_copies: None) -> None:
 
 def test_installed_is_undone() -> None:
     from moto import backends
+    from moto.core.serialize import BaseJSONSerializer
     from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import Item
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
     def current() -> tuple[Any, ...]:
@@ -224,6 +295,8 @@ def test_installed_is_undone() -> None:
             Table.query,
             backends.list_of_moto_modules,
             DomainDispatcherApplication.get_backend_for_host,
+            Item.project,
+            BaseJSONSerializer._serialize_type_structure,
         )
 
     before = current()
