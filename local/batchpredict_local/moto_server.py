@@ -26,9 +26,11 @@ import io
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,6 +39,7 @@ from batchpredict_local import moto_speedups
 # The short-poll cadence of an emulated long poll with nothing to wake it: it bounds how late a
 # message whose visibility timeout or delay just ended is seen.
 _IDLE_RECHECK_SECONDS = 0.2
+_IDLE_CONNECTION_SECONDS = 120
 _WAKE_TARGETS = frozenset(
     {
         "AmazonSQS.SendMessage",
@@ -240,12 +243,64 @@ def main(argv: list[str] | None = None) -> int:
     _reset_receive_count_on_dead_letter()
     moto_speedups.apply()
 
-    class QuietHandler(MotoRequestHandler):
+    class KeepAliveHandler(MotoRequestHandler):
+        """moto's request handler, but the connection stays open for the client's next request.
+
+        Werkzeug answers every request with `Connection: close` and then drains the socket (it
+        cannot know that the app read the whole body), so each AWS call of the local stack paid
+        a TCP connect, a new server thread and a close. SerializingMiddleware reads every request
+        body whole and answers with one framed payload, so this handler calls it and writes
+        the answer with its length, and http.server reads the next request from the same
+        connection. The environ is still moto's own (`make_environ`).
+        """
+
+        timeout = _IDLE_CONNECTION_SECONDS  # an idle connection's thread ends after this
+        wbufsize = -1  # head and body leave in one write on flush, not two small segments
+
+        def setup(self) -> None:
+            super().setup()
+            # An answer's last segment must not wait for the client's delayed ACK (Nagle).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def run_wsgi(self) -> None:
+            if self.headers.get("Expect", "").strip().lower() == "100-continue":
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.wfile.flush()
+            answer: dict[str, Any] = {}
+
+            def start_response(
+                status: str, headers: list[tuple[str, str]], exc_info: Any = None
+            ) -> Callable[[bytes], None]:
+                answer["status"], answer["headers"] = status, headers
+                return lambda data: None
+
+            try:
+                payload = b"".join(self.server.app(self.make_environ(), start_response))
+            except Exception:
+                traceback.print_exc()
+                answer = {"status": "500 Internal Server Error", "headers": []}
+                payload = b"internal error in the local moto server"
+            code, _, reason = answer["status"].partition(" ")
+            self.send_response(int(code), reason)
+            framed = False
+            for name, value in answer["headers"]:
+                lowered = name.lower()
+                if lowered in ("connection", "transfer-encoding"):
+                    continue
+                framed = framed or lowered == "content-length"
+                self.send_header(name, value)
+            if not framed:
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+            self.wfile.flush()
+
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass
 
     app = SerializingMiddleware(DomainDispatcherApplication(create_backend_app))
-    server = make_server(args.host, args.port, app, threaded=True, request_handler=QuietHandler)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=KeepAliveHandler)
     server.daemon_threads = True  # type: ignore[attr-defined]
     stopping = threading.Event()
 
