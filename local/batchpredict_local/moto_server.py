@@ -109,8 +109,10 @@ class SerializingMiddleware:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(payload))))
+        headers = captured["headers"]
+        if environ.get("REQUEST_METHOD") != "HEAD":  # a HEAD's length is the object's
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            headers.append(("Content-Length", str(len(payload))))
         return captured["status"], headers, payload
 
     def _wake(self) -> None:
