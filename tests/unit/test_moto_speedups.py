@@ -253,6 +253,46 @@ def test_reads_of_every_attribute_type_same_as_moto() -> None:
     assert plain[1]["x_features"]["M"]["x_series"]["L"][2] == {"M": {"x_deep": {"S": "deep"}}}
 
 
+def _receives(sqs: Any, computed: list[Any]) -> list[Any]:
+    """Receives from a queue whose second message has outlived the retention period."""
+    from moto.sqs.models import sqs_backends
+
+    url = sqs.create_queue(QueueName="retention", Attributes={"MessageRetentionPeriod": "60"})[
+        "QueueUrl"
+    ]
+    for i in range(4):
+        sqs.send_message(QueueUrl=url, MessageBody=f"m{i}")
+    account = boto3.client("sts", region_name="us-east-1").get_caller_identity()["Account"]
+    queue = sqs_backends[account]["us-east-1"].queues["retention"]
+    queue._messages[1].sent_timestamp -= 120_000  # sent two minutes ago
+    computed.clear()
+    bodies = []
+    for _ in range(3):
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        bodies.append(sorted(m["Body"] for m in received.get("Messages", [])))
+    return bodies
+
+
+def test_receives_same_as_moto_without_computing_queue_attributes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moto.sqs.models import Queue
+
+    computed: list[Any] = []
+    every_attribute = Queue.attributes
+    monkeypatch.setattr(
+        Queue, "attributes", property(lambda q: computed.append(q) or every_attribute.fget(q))
+    )
+    with mock_aws():
+        plain = _receives(boto3.client("sqs", region_name="us-east-1"), computed)
+    assert len(computed) >= 9  # moto's own: every attribute, thrice per message received
+    with mock_aws(), moto_speedups.installed():
+        fast = _receives(boto3.client("sqs", region_name="us-east-1"), computed)
+    assert fast == plain
+    assert plain[0] == ["m0"]  # moto stops a receive at a message past its retention period
+    assert computed == []
+
+
 @pytest.fixture
 def tables_refuse_copies() -> Iterator[None]:
     def refuse(self: Table, memo: Any) -> Table:
@@ -288,6 +328,7 @@ def test_installed_is_undone() -> None:
     from moto.dynamodb import models
     from moto.dynamodb.models.dynamo_type import Item
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.sqs.models import SQSBackend
 
     def current() -> tuple[Any, ...]:
         return (
@@ -297,6 +338,7 @@ def test_installed_is_undone() -> None:
             DomainDispatcherApplication.get_backend_for_host,
             Item.project,
             BaseJSONSerializer._serialize_type_structure,
+            SQSBackend.is_message_valid_based_on_retention_period,
         )
 
     before = current()
