@@ -206,6 +206,12 @@ def run(quick: bool) -> PartResult:
         ">= 10x",
         factor >= 10,
     )
+    naive_orchestration = naive_cost - naive.input_reads_per_million()
+    result.row(
+        "per-item design / chunked, $ per million, both without reading the model's input",
+        f"{ratio(naive_orchestration, without - inputs):.1f}x "
+        f"({fmt_usd(naive_orchestration)} vs {fmt_usd(without - inputs)})",
+    )
     result.row(
         "per-item design / chunked, AWS requests per item",
         f"{ratio(naive.requests / naive.items, chunked.requests / chunked.items):.1f}x "
