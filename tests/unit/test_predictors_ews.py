@@ -17,6 +17,7 @@ from batchpredict.predictors import EntityGraph, Prediction, PredictionError, ge
 from batchpredict.predictors.ews import (
     EwsParams,
     kendall_tau,
+    kendall_taus,
     recovery_rate,
     rolling_indicators,
     window_indicators,
@@ -123,6 +124,34 @@ def test_kendall_tau_edge_cases() -> None:
     assert kendall_tau(np.full(10, 3.0)) == 0.0
     assert kendall_tau(np.array([1.0])) is None
     assert kendall_tau(np.array([np.nan, 2.0, np.nan, 3.0])) == 1.0  # NaNs are dropped
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 33, 512, 513, 900])
+def test_kendall_taus_of_rows_equal_kendall_tau_of_each_row(m: int) -> None:
+    rng = np.random.default_rng(m)
+    rows = rng.integers(0, max(2, m // 4), size=(7, m)).astype(float)
+    rows[1] = np.nan  # nothing left
+    rows[2, ::3] = np.nan  # some windows flat
+    rows[3] = 5.0  # all tied
+    rows[4] = np.arange(m)
+    rows[5, 1:] = np.nan  # one value left
+    assert kendall_taus(rows) == [kendall_tau(row) for row in rows]
+
+
+def test_ews_entity_predicts_the_same_alone_and_in_any_chunk() -> None:
+    rng = np.random.default_rng(5)
+    entities = [
+        Entity.create(f"e{i}", time_series=[float(x) for x in np.cumsum(rng.normal(size=n))])
+        for i, n in enumerate([64, 64, 10, 300, 64, 6, 64, 10])
+    ]
+    entities.append(Entity.create("flat", time_series=[2.0] * 64))
+    entities.append(Entity.create("short", time_series=[1.0, 2.0]))
+    params = ews.parse_params({"detrend": True})
+    together = ews.predict_batch(entities, params, EntityGraph())
+    alone = [ews.predict_batch([e], params, EntityGraph())[0] for e in entities]
+    assert together == alone  # bit for bit: a cached prediction does not depend on its chunk
+    assert isinstance(together[-1], PredictionError)
+    assert together[-2].value["autocorrelation"] is None  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("seed", range(10))
