@@ -29,6 +29,9 @@ recomputing what cannot change:
   asking for the queue's attributes, which computes all of them, three counts of the queue's
   messages among them, three times over: a receive of 10 messages from a queue of 4,000 chunk
   messages looked at 360,000 messages. Here the check reads the retention period itself.
+- `BatchGetItem` looked for duplicate keys by comparing each key with every key before it, and
+  looked its backend up again for every key. Here duplicates are found with a set, and a
+  request's handler looks its backend up once.
 - Every request listed moto's package directory (a `stat` per service) and tried the URL
   patterns of every service to find its backend. Here the backend of a host is found once.
 
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -337,6 +341,42 @@ def _patch_retention_check() -> Callable[[], None]:
     return lambda: setattr(SQSBackend, "is_message_valid_based_on_retention_period", original)
 
 
+def _patch_batch_get_checks() -> Callable[[], None]:
+    from moto.dynamodb.responses import DynamoHandler
+
+    original_duplicates = DynamoHandler._contains_duplicates
+    original_backend: Any = DynamoHandler.__dict__["dynamodb_backend"]  # the property itself
+
+    def contains_duplicates(self: Any, keys: list[Any]) -> bool:
+        # moto's compares each key with every key before it (100 keys: 4,950 comparisons).
+        seen: set[str] = set()
+        for key in keys:
+            try:
+                marker = key if isinstance(key, str) else json.dumps(key, sort_keys=True)
+            except TypeError:  # bytes in a key: moto's own comparison
+                return bool(original_duplicates(self, keys))
+            if marker in seen:
+                return True
+            seen.add(marker)
+        return False
+
+    def dynamodb_backend(self: Any) -> Any:
+        # moto looks the backend up again for each key of a batch; a handler serves one request.
+        found = self.__dict__.get("_speedups_backend")
+        if found is None:
+            found = self.__dict__["_speedups_backend"] = original_backend.fget(self)
+        return found
+
+    DynamoHandler._contains_duplicates = contains_duplicates  # type: ignore[method-assign]
+    DynamoHandler.dynamodb_backend = property(dynamodb_backend)  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        DynamoHandler._contains_duplicates = original_duplicates  # type: ignore[method-assign]
+        DynamoHandler.dynamodb_backend = original_backend  # type: ignore[method-assign]
+
+    return undo
+
+
 _ITEM_SERVICES = ("dynamodb", "dynamodbstreams")
 _PATCHES = (
     _patch_transactions,
@@ -345,6 +385,7 @@ _PATCHES = (
     _patch_projection,
     _patch_attribute_values,
     _patch_retention_check,
+    _patch_batch_get_checks,
 )
 
 

@@ -240,6 +240,17 @@ def _reads(client: Any) -> list[Any]:
                 **extra,
             )["Items"]
         )
+    for duplicated in (
+        lambda: client.batch_get_item(RequestItems={TABLE: {"Keys": [keys[0], keys[1], keys[0]]}}),
+        lambda: client.batch_write_item(
+            RequestItems={
+                TABLE: [{"PutRequest": {"Item": _item("tenant", "twice", 1)}} for _ in range(2)]
+            }
+        ),
+    ):
+        with pytest.raises(ClientError) as refused:
+            duplicated()
+        answers.append(refused.value.response["Error"])
     return answers
 
 
@@ -327,6 +338,7 @@ def test_installed_is_undone() -> None:
     from moto.core.serialize import BaseJSONSerializer
     from moto.dynamodb import models
     from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.sqs.models import SQSBackend
 
@@ -339,6 +351,8 @@ def test_installed_is_undone() -> None:
             Item.project,
             BaseJSONSerializer._serialize_type_structure,
             SQSBackend.is_message_valid_based_on_retention_period,
+            DynamoHandler._contains_duplicates,
+            DynamoHandler.dynamodb_backend,
         )
 
     before = current()
