@@ -2,8 +2,8 @@
 
 Applied by the local stack's moto server only (batchpredict_local.moto_server), never to the
 tests' in-process moto. Each replacement answers every request exactly as moto does; it only
-stops moto from touching a whole table to answer a request about a few items, or from
-recomputing what cannot change:
+stops moto from touching a whole table or queue to answer a request about a few items, from
+recomputing what cannot change, or from taking a generic path to an answer it already holds:
 
 - `TransactWriteItems` backed up every table it names with `copy.deepcopy` (once per item of
   the transaction) so that it could roll back. With a 100,000-item job that is thousands of
@@ -35,7 +35,7 @@ recomputing what cannot change:
 - Every request listed moto's package directory (a `stat` per service) and tried the URL
   patterns of every service to find its backend. Here the backend of a host is found once.
 
-Measured in bench/RESULTS.md (the scale part) and kept honest by
+Measured in bench/RESULTS.md (the scale part and the findings) and kept honest by
 tests/unit/test_moto_speedups.py, which runs the same requests against patched and unpatched
 moto and compares the answers.
 """
