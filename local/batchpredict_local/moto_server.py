@@ -301,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             pass
 
+        def log_error(self, format: str, *args: Any) -> None:
+            if not format.startswith("Request timed out"):  # an idle connection, let go
+                super().log_error(format, *args)
+
     app = SerializingMiddleware(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=KeepAliveHandler)
     server.daemon_threads = True  # type: ignore[attr-defined]
