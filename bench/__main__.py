@@ -9,6 +9,10 @@ on, and a child that does not stop in time is killed.
     python -m bench                      # everything (~20 min on 2 cores), writes bench/RESULTS.md
     python -m bench --quick              # small sizes, one repeat (~3 min)
     python -m bench --only cost,scale    # some parts
+
+To see where a part's time goes (its local moto included), profile the whole process tree:
+
+    .venv/bin/py-spy record --subprocesses -o profile.svg -- .venv/bin/python -m bench --only throughput
 """
 
 from __future__ import annotations
