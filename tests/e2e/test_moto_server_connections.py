@@ -62,7 +62,7 @@ def _client(service: str, endpoint: str) -> Any:
     )
 
 
-def test_one_connection_per_client_for_every_kind_of_answer(
+def test_moto_server_keeps_one_connection_per_client_for_every_kind_of_answer(
     endpoint: str, connections: list[str]
 ) -> None:
     ddb, sqs, s3 = (_client(name, endpoint) for name in ("dynamodb", "sqs", "s3"))
