@@ -124,35 +124,24 @@ def rolling_indicators(series: Floats, window: int, detrend: bool) -> tuple[Floa
     return variance, np.clip(rho, -1.0, 1.0)
 
 
-def window_indicators(window: Floats, detrend: bool, spread: float) -> tuple[float, float]:
-    """Variance and lag-1 autocorrelation of one window, computed directly (no cumsums).
-
-    `spread` is the whole series' standard deviation: the same flatness cut as the rolling path.
-    """
-    w = window.size
-    d = window - window.mean()
-    if detrend:
-        tau = np.arange(w, dtype=float) - (w - 1) / 2.0
-        d = d - (d @ tau) / (tau @ tau) * tau
-    ss = float(d @ d)
-    if ss <= FLAT_WINDOW * w * spread * spread:
-        return 0.0, math.nan
-    return ss / (w - 1), max(-1.0, min(1.0, float(d[:-1] @ d[1:]) / ss))
-
-
-def last_window_indicators(
-    rows: Floats, window: int, detrend: bool, spread: Floats
+def window_indicators(
+    windows: Floats, detrend: bool, spread: Floats | float
 ) -> tuple[Floats, Floats]:
-    """`window_indicators` of each row's last window, all rows at once (row-wise sums only)."""
-    w = window
-    d = rows[:, -w:] - rows[:, -w:].mean(axis=-1, keepdims=True)
+    """Variance and lag-1 autocorrelation of each window (a row each), computed directly.
+
+    No cumulative sums, and row-wise sums only, so a row's answer does not depend on the other
+    rows. `spread` is each window's whole series' standard deviation: the same flatness cut as
+    the rolling path.
+    """
+    w = windows.shape[-1]
+    d = windows - windows.mean(axis=-1, keepdims=True)
     if detrend:
         tau = np.arange(w, dtype=float) - (w - 1) / 2.0
         d = d - ((d * tau).sum(axis=-1, keepdims=True) / (tau * tau).sum()) * tau
     ss = (d * d).sum(axis=-1)
-    flat = ss <= FLAT_WINDOW * w * spread * spread
+    flat = ss <= FLAT_WINDOW * w * np.square(spread)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = (d[:, :-1] * d[:, 1:]).sum(axis=-1) / np.where(flat, 1.0, ss)
+        rho = (d[..., :-1] * d[..., 1:]).sum(axis=-1) / np.where(flat, 1.0, ss)
     variance = np.where(flat, 0.0, ss / (w - 1))
     return variance, np.where(flat, np.nan, np.clip(rho, -1.0, 1.0))
 
@@ -293,8 +282,8 @@ class EwsPredictor(Predictor[EwsParams]):
 
     def _predict_rows(self, rows: Floats, window: int, params: EwsParams) -> list[Prediction]:
         variance, rho = rolling_indicators(rows, window, params.detrend)
-        last_variance, last_rho = last_window_indicators(
-            rows, window, params.detrend, rows.std(axis=-1)
+        last_variance, last_rho = window_indicators(
+            rows[:, -window:], params.detrend, rows.std(axis=-1)
         )
         variance_trends = kendall_taus(variance)
         rho_trends = kendall_taus(rho)
