@@ -144,10 +144,7 @@ def continue_fanout(
     if job is None or job.status.is_terminal:
         return
     end = message.first_page + message.pages
-    per_page = chunks_per_manifest_page(job.chunk_size)
-    by_page: dict[int, list[Chunk]] = {}
-    for chunk in stores.jobs.manifest_chunks(job, range(message.first_page, end)):
-        by_page.setdefault(int(chunk.chunk_id) // per_page, []).append(chunk)
+    by_page = stores.jobs.manifest_pages(job, range(message.first_page, end))
     queue_url = stores.settings.work_queue_url
     for page in range(message.first_page, end):
         if page > message.first_page and not has_time():

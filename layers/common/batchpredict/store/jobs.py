@@ -277,6 +277,10 @@ class JobStore:
 
     def manifest_chunks(self, job: Job, pages: range | None = None) -> list[Chunk]:
         """The job's planned chunks (all, or those of some manifest pages), in order."""
+        return [chunk for page in self.manifest_pages(job, pages).values() for chunk in page]
+
+    def manifest_pages(self, job: Job, pages: range | None = None) -> dict[int, list[Chunk]]:
+        """The job's planned chunks by manifest page (all pages, or some), in order."""
         if pages is None:
             condition = "pk = :pk AND begins_with(sk, :p)"
             values = {":pk": job.pk, ":p": "MANIFEST#"}
@@ -288,19 +292,20 @@ class JobStore:
                 ":last": f"MANIFEST#{pages.stop - 1:05d}",
             }
         per_page = chunks_per_manifest_page(job.chunk_size)
-        chunks: list[Chunk] = []
-        for page in dynamo.query_all(
+        by_page: dict[int, list[Chunk]] = {}
+        for item in dynamo.query_all(
             self.client,
             TableName=self.table,
             KeyConditionExpression=condition,
             ExpressionAttributeValues=dynamo.values(values),
             ConsistentRead=True,
         ):
-            first_chunk = int(page["sk"].removeprefix("MANIFEST#")) * per_page
-            for chunk in plan_chunks(json.loads(page["ids"]), job.chunk_size):
-                index = first_chunk + int(chunk.chunk_id)
-                chunks.append(Chunk(base_chunk_id(index), chunk.entity_ids))
-        return chunks
+            page = int(item["sk"].removeprefix("MANIFEST#"))
+            by_page[page] = [
+                Chunk(base_chunk_id(page * per_page + int(chunk.chunk_id)), chunk.entity_ids)
+                for chunk in plan_chunks(json.loads(item["ids"]), job.chunk_size)
+            ]
+        return by_page
 
     def _update_meta(
         self, job: Job, update: str, condition: str, values: Mapping[str, Any]
