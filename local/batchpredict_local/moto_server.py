@@ -53,6 +53,26 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 
 
+def whole_answer(
+    app: Callable[[Environ, StartResponse], Iterable[bytes]], environ: Environ
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Call a WSGI app and gather its whole answer: status, headers and body."""
+    answer: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer["status"], answer["headers"] = status, headers
+        return lambda data: None
+
+    result = app(environ, start_response)
+    try:
+        payload = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return answer["status"], answer["headers"], payload
+
+
 class SerializingMiddleware:
     """One moto request at a time per service; SQS long polls emulated without a lock held.
 
@@ -91,29 +111,14 @@ class SerializingMiddleware:
         env = dict(environ)
         env["wsgi.input"] = io.BytesIO(body)
         env["CONTENT_LENGTH"] = str(len(body))
-        captured: dict[str, Any] = {}
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            captured["status"], captured["headers"] = status, headers
-            return lambda data: None
-
         with contextlib.ExitStack() as held:
             for lock in self._locks(environ.get("HTTP_X_AMZ_TARGET", "")):
                 held.enter_context(lock)
-            result = self._app(env, start_response)
-            try:
-                payload = b"".join(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        headers = captured["headers"]
+            status, headers, payload = whole_answer(self._app, env)
         if environ.get("REQUEST_METHOD") != "HEAD":  # a HEAD's length is the object's
             headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
             headers.append(("Content-Length", str(len(payload))))
-        return captured["status"], headers, payload
+        return status, headers, payload
 
     def _wake(self) -> None:
         with self._arrivals:
@@ -268,31 +273,22 @@ def main(argv: list[str] | None = None) -> int:
             if self.headers.get("Expect", "").strip().lower() == "100-continue":
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 self.wfile.flush()
-            answer: dict[str, Any] = {}
-
-            def start_response(
-                status: str, headers: list[tuple[str, str]], exc_info: Any = None
-            ) -> Callable[[bytes], None]:
-                answer["status"], answer["headers"] = status, headers
-                return lambda data: None
-
             try:
-                payload = b"".join(self.server.app(self.make_environ(), start_response))
+                status, headers, payload = whole_answer(self.server.app, self.make_environ())
             except Exception:
                 traceback.print_exc()
-                answer = {"status": "500 Internal Server Error", "headers": []}
                 payload = b"internal error in the local moto server"
-            code, _, reason = answer["status"].partition(" ")
+                status, headers = (
+                    "500 Internal Server Error",
+                    [("Content-Length", str(len(payload)))],
+                )
+            code, _, reason = status.partition(" ")
             self.send_response(int(code), reason)
-            framed = False
-            for name, value in answer["headers"]:
-                lowered = name.lower()
-                if lowered in ("connection", "transfer-encoding"):
-                    continue
-                framed = framed or lowered == "content-length"
-                self.send_header(name, value)
-            if not framed:
-                self.send_header("Content-Length", str(len(payload)))
+            # Every answer of SerializingMiddleware carries its Content-Length (a HEAD's is the
+            # object's), so the connection can serve the next request.
+            for name, value in headers:
+                if name.lower() not in ("connection", "transfer-encoding"):
+                    self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(payload)
