@@ -29,6 +29,10 @@ recomputing what cannot change, or from taking a generic path to an answer it al
   asking for the queue's attributes, which computes all of them, three counts of the queue's
   messages among them, three times over: a receive of 10 messages from a queue of 4,000 chunk
   messages looked at 360,000 messages. Here the check reads the retention period itself.
+- Every `SendMessage` computed all the queue's attributes to read one setting: three counts
+  of its messages, each message asked for its visibility through a datetime clock reading. A
+  `SendMessageBatch` of 10 into a queue of 4,000 chunk messages took 329 ms. Here a count reads
+  the clock once per pass: 9 ms (and 2.8 ms instead of 9.1 ms into a queue of 50).
 - `BatchGetItem` looked for duplicate keys by comparing each key with every key before it, and
   looked its backend up again for every key. Here duplicates are found with a set, and a
   request's handler looks its backend up once.
@@ -341,6 +345,43 @@ def _patch_retention_check() -> Callable[[], None]:
     return lambda: setattr(SQSBackend, "is_message_valid_based_on_retention_period", original)
 
 
+def _patch_queue_counts() -> Callable[[], None]:
+    from moto.core.utils import unix_time_millis
+    from moto.sqs.models import Queue
+
+    # moto's asks each message whether it is visible or delayed, and each answer reads the clock
+    # through datetime: microseconds per message. Every SendMessage computes all the queue's
+    # attributes (to read one setting), so that was paid for every message in the queue, per
+    # message sent. Here a pass over the queue reads the clock once and compares numbers.
+    # (`approximate_number_of_messages` is moto's `len(self.messages)`.)
+    def messages(self: Any) -> list[Any]:
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    replacements = {
+        "messages": messages,
+        "approximate_number_of_messages_delayed": delayed,
+        "approximate_number_of_messages_not_visible": not_visible,
+    }
+    originals = {name: Queue.__dict__[name] for name in replacements}
+    for name, count in replacements.items():
+        setattr(Queue, name, property(count))
+
+    def undo() -> None:
+        for name, original in originals.items():
+            setattr(Queue, name, original)
+
+    return undo
+
+
 def _patch_batch_get_checks() -> Callable[[], None]:
     from moto.dynamodb.responses import DynamoHandler
 
@@ -385,6 +426,7 @@ _PATCHES = (
     _patch_projection,
     _patch_attribute_values,
     _patch_retention_check,
+    _patch_queue_counts,
     _patch_batch_get_checks,
 )
 

@@ -213,6 +213,7 @@ PROJECTIONS = (
     "x_features.x_series[2].x_deep, x_neighbours[0], x_blob, x_missing",
     "x_features, x_names, x_numbers, x_yes, x_nothing, x_empty",
     "x_neighbours[7], x_features.x_nope.x_deeper",
+    "sk, #n, x_blobs, x_names, x_neighbours",
 )
 
 
@@ -304,6 +305,42 @@ def test_receives_same_as_moto_without_computing_queue_attributes(
     assert computed == []
 
 
+def _queue_counts(sqs: Any) -> list[Any]:
+    """A queue's counts and receives with messages visible, delayed and in flight."""
+    url = sqs.create_queue(QueueName="counts")["QueueUrl"]
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(5)]
+    )
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    in_flight = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2, VisibilityTimeout=60)
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    ]
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    rest = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [
+        counts,
+        len(in_flight["Messages"]),
+        sorted(m["Body"] for m in in_flight["Messages"] + rest["Messages"]),
+    ]
+
+
+def test_queue_counts_same_as_moto() -> None:
+    with mock_aws():
+        plain = _queue_counts(boto3.client("sqs", region_name="us-east-1"))
+    with mock_aws(), moto_speedups.installed():
+        fast = _queue_counts(boto3.client("sqs", region_name="us-east-1"))
+    assert fast == plain
+    assert plain[0] == {
+        "ApproximateNumberOfMessages": "3",
+        "ApproximateNumberOfMessagesDelayed": "1",
+        "ApproximateNumberOfMessagesNotVisible": "2",
+    }
+    assert plain[2] == ["m0", "m1", "m2", "m3", "m4"]  # the delayed one is not given yet
+
+
 @pytest.fixture
 def tables_refuse_copies() -> Iterator[None]:
     def refuse(self: Table, memo: Any) -> Table:
@@ -340,7 +377,7 @@ def test_installed_is_undone() -> None:
     from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
-    from moto.sqs.models import SQSBackend
+    from moto.sqs.models import Queue, SQSBackend
 
     def current() -> tuple[Any, ...]:
         return (
@@ -351,6 +388,9 @@ def test_installed_is_undone() -> None:
             Item.project,
             BaseJSONSerializer._serialize_type_structure,
             SQSBackend.is_message_valid_based_on_retention_period,
+            Queue.messages,
+            Queue.approximate_number_of_messages_delayed,
+            Queue.approximate_number_of_messages_not_visible,
             DynamoHandler._contains_duplicates,
             DynamoHandler.dynamodb_backend,
         )
