@@ -15,11 +15,14 @@ recomputing what cannot change, or from taking a generic path to an answer it al
   only that hash key's items whose sort key meets the condition (moto still sorts and pages
   them; unpatched, moto could end a page early on the size of an item it was not going to
   return). Queries on an index still scan the table, as moto does; the service runs those once a
-  minute (the sweep) or when a client lists jobs.
+  minute (the sweep) or when a client lists jobs. A query also sized each item twice and
+  deep-copied every whole item before projecting it; here an item is sized once per query, and
+  a projected query copies only what it projects. A keys-only query of 1,000 entities (the
+  submission's existence check) went from 59 ms to 36 ms.
 - A read with a `ProjectionExpression` turned the whole item into plain Python once per path
   of the projection (deep copies included) to pick a few attributes out of it. Here each path
-  converts only the attribute it names. A keys-only `BatchGetItem` of 100 entities (the
-  submission's existence check) went from about 36 ms to 7 ms.
+  converts only the attribute it names, and a top-level string is copied as it is. A keys-only
+  `BatchGetItem` of 100 entities went from about 36 ms to 7 ms.
 - Every item moto returned went through its generic response serializer attribute value by
   attribute value, trying several spellings of every member name of `AttributeValue`. Here an
   attribute value already in DynamoDB's JSON form (strings, numbers, booleans, nulls, sets,
@@ -207,11 +210,65 @@ def _patch_query() -> Callable[[], None]:
         )
         if index_name or hash_key is None:
             return original(self, *arguments, **kwargs)
-        with _only_candidates(self, hash_key, range_comparison, range_objs):
+        with contextlib.ExitStack() as scope:
+            scope.enter_context(_only_candidates(self, hash_key, range_comparison, range_objs))
+            scope.enter_context(_sizes_remembered())
+            if projection_expressions:
+                scope.enter_context(_no_copy_before_projection())
             return original(self, *arguments, **kwargs)
 
     Table.query = query  # type: ignore[method-assign]
     return lambda: setattr(Table, "query", original)
+
+
+@contextlib.contextmanager
+def _sizes_remembered() -> Iterator[None]:
+    """moto sizes each item twice while it pages a query (a walk over every attribute value);
+    no item changes during a query, so the second answer is the first."""
+    from moto.dynamodb.models.dynamo_type import Item
+
+    original = Item.size
+    sizes: dict[int, tuple[Any, int]] = {}  # the item is kept: its id is not reused meanwhile
+
+    def size(self: Any) -> int:
+        known = sizes.get(id(self))
+        if known is None:
+            known = sizes[id(self)] = (self, original(self))
+        return known[1]
+
+    Item.size = size  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Item.size = original  # type: ignore[method-assign]
+
+
+class _ListsAsTheyAre:
+    """A `copy` module for moto's query code whose deep copy of the result list is a list copy.
+
+    moto deep-copies every whole item a query returns and then, with a projection, builds new
+    items from the copies: the projection alone already leaves the stored items untouched.
+    """
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, list):
+            return list(value)
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+@contextlib.contextmanager
+def _no_copy_before_projection() -> Iterator[None]:
+    from moto.dynamodb.models import table
+
+    module_copy = table.copy
+    table.copy = _ListsAsTheyAre()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        table.copy = module_copy
 
 
 def _patch_dispatch() -> Callable[[], None]:
@@ -246,9 +303,13 @@ def _patch_projection() -> Callable[[], None]:
 
     def project(self: Any, projection_expressions: list[list[str]]) -> Any:
         result: dict[str, Any] = {}
+        strings: dict[str, dict[str, str]] = {}
         for path in projection_expressions:
             # moto looks the path's head up as an attribute name, or as `name[i]`'s name.
             head = path[0]
+            if len(path) == 1 and head in self.attrs and self.attrs[head].type == "S":
+                strings[head] = {"S": self.attrs[head].value}  # moto's round trip keeps a string
+                continue
             indexed = _LIST_ELEMENT.match(head)
             names = {head, indexed.group(1)} if indexed else {head}
             regular = {
@@ -257,11 +318,8 @@ def _patch_projection() -> Callable[[], None]:
                 if name in self.attrs
             }
             dynamo_type.merge_dicts(result, dynamo_type.find_nested_key(path, regular))
-        return Item(
-            hash_key=self.hash_key,
-            range_key=self.range_key,
-            attrs=dict(dynamo_type.serializer.serialize(result)["M"]),
-        )
+        attrs = dict(dynamo_type.serializer.serialize(result)["M"]) if result else {}
+        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=attrs | strings)
 
     Item.project = project  # type: ignore[method-assign]
     return lambda: setattr(Item, "project", original)
