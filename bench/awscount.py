@@ -13,7 +13,8 @@ Capacity units follow DynamoDB's on-demand rules (https://aws.amazon.com/dynamod
   projects keys only (1 WRU when an item enters or leaves it).
 - reads: 1 RRU per started 4 KB, strongly consistent; 0.5 eventually consistent. Per item for
   GetItem and BatchGetItem (a key that is not found still costs the minimum), per total size
-  of the items returned for Query (minimum one unit per request).
+  of the items read for Query (minimum one unit per request). A projection does not lower the
+  bill: a projected item is sized whole (re-read through `sizer`).
 - SQS: one billed request per started 64 KB of payload of each call.
 """
 
@@ -271,16 +272,26 @@ class AwsCounter:
                 consistent = bool(request.get("ConsistentRead"))
                 found = parsed.get("Responses", {}).get(table, [])
                 asked = len(request["Keys"]) - len(unprocessed.get(table, {}).get("Keys", []))
-                units = sum(read_units(item_size(i), consistent) for i in found)
+                sizes = [self._read_size(table, i, request) for i in found]
+                units = sum(read_units(size, consistent) for size in sizes)
                 units += max(0, asked - len(found)) * read_units(0, consistent)
                 out.rru[table] += units
         elif operation in ("Query", "Scan"):
             consistent = bool(params.get("ConsistentRead"))
-            size = sum(item_size(i) for i in parsed.get("Items", []))
+            items = parsed.get("Items", [])
+            size = sum(self._read_size(params["TableName"], i, params) for i in items)
             name = params["TableName"] + (
                 f":{params['IndexName']}" if "IndexName" in params else ""
             )
             out.rru[name] += read_units(size, consistent)
+
+    def _read_size(self, table: str, item: dict[str, Any], request: dict[str, Any]) -> int:
+        """The size a read is billed for: the whole item's, even if a projection returned less
+        (every table here is keyed by pk and sk; projections of them include both)."""
+        if "ProjectionExpression" not in request or self.sizer is None or "sk" not in item:
+            return item_size(item)
+        whole = self.sizer(table, {"pk": item["pk"], "sk": item["sk"]})
+        return item_size(whole or item)
 
     def _size_after(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
         if self.sizer is None:
