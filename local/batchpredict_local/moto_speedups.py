@@ -158,25 +158,53 @@ def _patch_transactions() -> Callable[[], None]:
 
 @contextlib.contextmanager
 def _only_candidates(
-    table: Any, hash_key: Any, range_comparison: str | None, range_objs: Any
+    table: Any,
+    hash_key: Any,
+    range_comparison: str | None,
+    range_objs: Any,
+    exclusive_start_key: dict[str, Any] | None,
+    forward: bool,
 ) -> Iterator[None]:
     """Show moto's query code a table holding only the items the query can return.
 
     Those are the hash key's items whose sort key meets the condition: moto tests the same
-    condition on the same values (`DynamoType.compare`) and drops the others unreturned.
+    condition on the same values (`DynamoType.compare`) and drops the others unreturned. Where
+    the sort key is a string, they are also shown in order, and only those after the page's
+    ExclusiveStartKey: moto sorts them anyway (now a pass over sorted items), and skips those
+    up to the start key one comparison at a time.
     """
+    from moto.dynamodb.comparisons import get_comparison_func
+
     everything = table.items
     view = type(everything)(everything.default_factory)
     rows = everything.get(hash_key)
     if rows is not None:
         if range_comparison and table.range_key_attr is not None:
-            rows = {k: v for k, v in rows.items() if k.compare(range_comparison, range_objs)}
+            # `DynamoType.compare`, its lookups done once rather than once per item
+            meets = get_comparison_func(range_comparison)
+            bounds = [bound.cast_value for bound in range_objs]
+            if all(bound.type == "S" for bound in range_objs):
+                rows = _strings_in_order(
+                    [(k, v) for k, v in rows.items() if k.type == "S" and meets(k.value, *bounds)],
+                    (exclusive_start_key or {}).get(table.range_key_attr),
+                    forward,
+                )
+            else:
+                rows = {k: v for k, v in rows.items() if meets(k.cast_value, *bounds)}
         view[hash_key] = rows
     table.items = view
     try:
         yield
     finally:
         table.items = everything
+
+
+def _strings_in_order(rows: list[tuple[Any, Any]], start: Any, forward: bool) -> dict[Any, Any]:
+    """`rows` (string sort keys) in the order the query reads them, after `start` ({"S": ...})."""
+    if isinstance(start, dict) and isinstance(start.get("S"), str):
+        after = start["S"]
+        rows = [(k, v) for k, v in rows if (k.value > after if forward else k.value < after)]
+    return dict(sorted(rows, key=lambda row: row[0].value, reverse=not forward))
 
 
 def _patch_query() -> Callable[[], None]:
@@ -211,7 +239,16 @@ def _patch_query() -> Callable[[], None]:
         if index_name or hash_key is None:
             return original(self, *arguments, **kwargs)
         with contextlib.ExitStack() as scope:
-            scope.enter_context(_only_candidates(self, hash_key, range_comparison, range_objs))
+            scope.enter_context(
+                _only_candidates(
+                    self,
+                    hash_key,
+                    range_comparison,
+                    range_objs,
+                    exclusive_start_key,
+                    scan_index_forward is not False,
+                )
+            )
             scope.enter_context(_sizes_remembered())
             if projection_expressions:
                 scope.enter_context(_no_copy_before_projection())

@@ -241,19 +241,25 @@ def _reads(client: Any) -> list[Any]:
                 **extra,
             )["Items"]
         )
-    request: dict[str, Any] = {
-        "TableName": TABLE,
-        "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :z",
-        "ExpressionAttributeValues": {":p": {"S": "tenant"}, ":a": {"S": "a"}, ":z": {"S": "z"}},
-        "ProjectionExpression": "pk, sk, n",
-        "Limit": 1,
-    }
-    while True:  # a keys-only range read, a page at a time (the entities' existence check)
-        page = client.query(**request)
-        answers.append([page["Items"], page["ScannedCount"], page.get("LastEvaluatedKey")])
-        if "LastEvaluatedKey" not in page:
-            break
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    for forward in (True, False):  # a range read a page at a time (the existence check's)
+        request: dict[str, Any] = {
+            "TableName": TABLE,
+            "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :z",
+            "ExpressionAttributeValues": {
+                ":p": {"S": "tenant"},
+                ":a": {"S": "a"},
+                ":z": {"S": "z"},
+            },
+            "ProjectionExpression": "pk, sk, n",
+            "ScanIndexForward": forward,
+            "Limit": 1,
+        }
+        while True:
+            page = client.query(**request)
+            answers.append([page["Items"], page["ScannedCount"], page.get("LastEvaluatedKey")])
+            if "LastEvaluatedKey" not in page:
+                break
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     for duplicated in (
         lambda: client.batch_get_item(RequestItems={TABLE: {"Keys": [keys[0], keys[1], keys[0]]}}),
         lambda: client.batch_write_item(
