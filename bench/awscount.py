@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -71,6 +72,15 @@ def item_size(item: Mapping[str, Any]) -> int:
 
 def write_units(size: int) -> int:
     return max(1, math.ceil(size / KB))
+
+
+def _partition_key(request: dict[str, Any], sk: dict[str, Any]) -> dict[str, Any] | None:
+    """The typed pk of the item with sort key `sk` that a Query or BatchGetItem asked for."""
+    condition = re.search(r"\bpk\s*=\s*(:\w+)", request.get("KeyConditionExpression", ""))
+    if condition:
+        found: dict[str, Any] | None = request["ExpressionAttributeValues"][condition.group(1)]
+        return found
+    return next((k["pk"] for k in request.get("Keys", []) if k.get("sk") == sk), None)
 
 
 def read_units(size: int, consistent: bool) -> float:
@@ -286,11 +296,15 @@ class AwsCounter:
             out.rru[name] += read_units(size, consistent)
 
     def _read_size(self, table: str, item: dict[str, Any], request: dict[str, Any]) -> int:
-        """The size a read is billed for: the whole item's, even if a projection returned less
-        (every table here is keyed by pk and sk; projections of them include both)."""
+        """The size a read is billed for: the whole item's, even if a projection returned less.
+
+        Every table here is keyed by pk and sk; a projection returns sk at least, and the pk is
+        the request's: a Query's key condition names it, a BatchGetItem's keys hold it.
+        """
         if "ProjectionExpression" not in request or self.sizer is None or "sk" not in item:
             return item_size(item)
-        whole = self.sizer(table, {"pk": item["pk"], "sk": item["sk"]})
+        pk = item.get("pk") or _partition_key(request, item["sk"])
+        whole = self.sizer(table, {"pk": pk, "sk": item["sk"]}) if pk else None
         return item_size(whole or item)
 
     def _size_after(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None:

@@ -87,9 +87,7 @@ class EntityStore:
         rest = [{"pk": tenant_pk(tenant), "sk": i} for i in wanted[decided:]]
         found.update(
             item["sk"]
-            for item in dynamo.batch_get(
-                self.client, self.table, rest, projection="pk, sk", parallel=8
-            )
+            for item in dynamo.batch_get(self.client, self.table, rest, projection="sk", parallel=8)
         )
         return [i for i in entity_ids if i not in found]
 
@@ -104,7 +102,7 @@ class EntityStore:
             "ExpressionAttributeValues": dynamo.serialize(
                 {":pk": tenant_pk(tenant), ":first": wanted[0], ":last": wanted[-1]}
             ),
-            "ProjectionExpression": "pk, sk",
+            "ProjectionExpression": "sk",
             "Limit": min(len(wanted), _RANGE_PROBE),  # a sparse range costs one small page
         }
         while True:
