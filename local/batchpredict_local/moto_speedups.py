@@ -62,23 +62,34 @@ _LIST_ELEMENT = re.compile(r"(.+)\[(\d+)\]$")  # moto's own test for `name[i]`
 _lock = threading.Lock()
 
 
-class _TablesAsTheyAre:
-    """A `copy` module for moto's transaction code whose deep copy of a Table is the table.
+class _CopyModule:
+    """A `copy` module for one part of moto whose deep copy of a `kind` is `shallow(value)`.
 
-    moto's rollback assigns its "backup" back into `self.tables`: with this, that assignment
-    puts back the same object and the items journal does the actual rollback.
+    Everything else, other deep copies included, is the real module's.
     """
 
-    def __init__(self, table_type: type) -> None:
-        self._table_type = table_type
+    def __init__(self, kind: type, shallow: Callable[[Any], Any]) -> None:
+        self._kind = kind
+        self._shallow = shallow
 
     def deepcopy(self, value: Any, memo: Any = None) -> Any:
-        if isinstance(value, self._table_type):
-            return value
+        if isinstance(value, self._kind):
+            return self._shallow(value)
         return copy.deepcopy(value, memo)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(copy, name)
+
+
+@contextlib.contextmanager
+def _copy_module(module: Any, stand_in: _CopyModule) -> Iterator[None]:
+    """`module.copy` is `stand_in` for the duration of the block."""
+    real = module.copy
+    module.copy = stand_in
+    try:
+        yield
+    finally:
+        module.copy = real
 
 
 def _key_of(backend: Any, op_type: str, op: dict[str, Any]) -> tuple[Any, Any, Any] | None:
@@ -138,19 +149,18 @@ def _patch_transactions() -> Callable[[], None]:
     from moto.dynamodb.models.table import Table
 
     original = models.DynamoDBBackend.transact_write_items
-    no_table_copies = _TablesAsTheyAre(Table)
+    # moto's rollback assigns its "backup" of each table back into `self.tables`: with the
+    # table as its own backup, that puts back the same object, and the journal rolls back.
+    tables_as_they_are = _CopyModule(Table, lambda table: table)
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         entries = _journal(self, transact_items)
-        module_copy = models.copy
-        models.copy = no_table_copies  # type: ignore[assignment]
         try:
-            original(self, transact_items)
+            with _copy_module(models, tables_as_they_are):
+                original(self, transact_items)
         except BaseException:
             _restore(entries)
             raise
-        finally:
-            models.copy = module_copy
 
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     return lambda: setattr(models.DynamoDBBackend, "transact_write_items", original)
@@ -280,32 +290,15 @@ def _sizes_remembered() -> Iterator[None]:
         Item.size = original  # type: ignore[method-assign]
 
 
-class _ListsAsTheyAre:
-    """A `copy` module for moto's query code whose deep copy of the result list is a list copy.
-
-    moto deep-copies every whole item a query returns and then, with a projection, builds new
-    items from the copies: the projection alone already leaves the stored items untouched.
-    """
-
-    def deepcopy(self, value: Any, memo: Any = None) -> Any:
-        if isinstance(value, list):
-            return list(value)
-        return copy.deepcopy(value, memo)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(copy, name)
-
-
 @contextlib.contextmanager
 def _no_copy_before_projection() -> Iterator[None]:
+    """moto deep-copies every whole item a query returns and then, with a projection, builds
+    new items from the copies: the projection alone already leaves the stored items untouched,
+    so the result list is copied, not its items."""
     from moto.dynamodb.models import table
 
-    module_copy = table.copy
-    table.copy = _ListsAsTheyAre()  # type: ignore[assignment]
-    try:
+    with _copy_module(table, _CopyModule(list, list)):
         yield
-    finally:
-        table.copy = module_copy
 
 
 def _patch_dispatch() -> Callable[[], None]:
