@@ -113,42 +113,6 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-class _NoBackup:
-    """Stands in for `copy` in moto's DynamoDB models during a counted run.
-
-    moto's transact_write_items deep-copies the whole table once per item of the transaction
-    (its rollback backup): O(items x table size) per call, minutes per 10,000-item job as the
-    jobs table grows. Counting needs no timing and no rollback as long as no transaction fails,
-    so the backup of a table is the table itself (other deep copies are real); `in_process` callers check the job's counts came out
-    exact (a failed transaction would have left them wrong). Only `deepcopy` is replaced.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        import copy
-
-        return getattr(copy, name)
-
-    @staticmethod
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        import copy
-
-        from moto.dynamodb.models.table import Table
-
-        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
-
-
-@contextmanager
-def cheap_transactions() -> Iterator[None]:
-    import moto.dynamodb.models as models
-
-    saved = models.copy
-    models.copy = _NoBackup()  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        models.copy = saved
-
-
 @contextmanager
 def in_process(batch_size: int = 10, settings: dict[str, str] | None = None) -> Iterator[InProcess]:
     """A fresh moto account with the stack's tables and queues, and a counted harness."""
@@ -156,10 +120,11 @@ def in_process(batch_size: int = 10, settings: dict[str, str] | None = None) -> 
 
     from batchpredict import aws, store
     from batchpredict.predictors import get_predictor, prediction_types
+    from batchpredict_local import moto_speedups
     from tests.support import pipeline as harness
     from tests.support.stack import provision
 
-    with _environment({**_ENV, **(settings or {})}), mock_aws(), cheap_transactions():
+    with _environment({**_ENV, **(settings or {})}), mock_aws(), moto_speedups.installed():
         store.reset()
         ddb = boto3.client("dynamodb")
         sqs = boto3.client("sqs")

@@ -1,7 +1,8 @@
 """Costs of moto that grow with the table or are paid again on every request, removed.
 
-Applied by the local stack's moto server only (batchpredict_local.moto_server), never to the
-tests' in-process moto. Each replacement answers every request exactly as moto does; it only
+Applied by the local stack's moto server (batchpredict_local.moto_server) and, for the
+duration of a run, by the benchmarks' in-process moto (bench/moto_env.py); never to the tests'
+in-process moto. Each replacement answers every request exactly as moto does; it only
 stops moto from touching a whole table or queue to answer a request about a few items, from
 recomputing what cannot change, or from taking a generic path to an answer it already holds:
 
