@@ -101,7 +101,7 @@ class Tally:
     wru: Counter[str] = field(default_factory=Counter)  # by table (+ ":index" for GSI writes)
     rru: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     wru_by_op: Counter[tuple[str, str]] = field(default_factory=Counter)  # (table, op)
-    seconds: float = 0.0  # wall time spent inside the calls (summed over threads)
+    seconds: float = 0.0  # wall time inside the calls and in counting them (summed over threads)
 
     def add(self, other: Tally) -> None:
         self.calls.update(other.calls)
@@ -209,11 +209,9 @@ class AwsCounter:
     def _after_hook(self, service: str) -> Any:
         def hook(parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
             stash = context.pop(_STASH, None) or {"params": {}, "started": time.perf_counter()}
-            elapsed = time.perf_counter() - stash["started"]
             operation = model.name
             local = Tally()
             local.calls[(service, operation)] += 1
-            local.seconds = elapsed
             params = stash["params"]
             try:
                 if service == "sqs":
@@ -224,6 +222,8 @@ class AwsCounter:
                     self._capacity(operation, params, parsed, local)
             except Exception as error:  # a costing bug must not break the system under test
                 local.calls[(service, f"{operation}!costing-error:{type(error).__name__}")] += 0
+            # up to now: the sizer's re-reads are the counter's work, not the caller's
+            local.seconds = time.perf_counter() - stash["started"]
             with self._lock:
                 self.tally.add(local)
 
@@ -282,8 +282,9 @@ class AwsCounter:
                 consistent = bool(request.get("ConsistentRead"))
                 found = parsed.get("Responses", {}).get(table, [])
                 asked = len(request["Keys"]) - len(unprocessed.get(table, {}).get("Keys", []))
-                sizes = [self._read_size(table, i, request) for i in found]
-                units = sum(read_units(size, consistent) for size in sizes)
+                units = sum(
+                    read_units(self._read_size(table, i, request), consistent) for i in found
+                )
                 units += max(0, asked - len(found)) * read_units(0, consistent)
                 out.rru[table] += units
         elif operation in ("Query", "Scan"):
