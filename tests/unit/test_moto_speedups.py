@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -16,6 +17,18 @@ from batchpredict_local import moto_speedups
 pytestmark = pytest.mark.usefixtures("plain_moto_env")
 
 TABLE = "speedups"
+T = TypeVar("T")
+
+
+def _plain_and_patched(service: str, scenario: Callable[[Any], T]) -> tuple[T, T]:
+    """The scenario's answers from plain moto, then from moto with the speedups installed."""
+    answers = []
+    for patched in (False, True):
+        speedups = moto_speedups.installed() if patched else contextlib.nullcontext()
+        with mock_aws(), speedups:
+            client = boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
+            answers.append(scenario(client))
+    return answers[0], answers[1]
 
 
 def _create(client: Any) -> None:
@@ -167,18 +180,8 @@ def _scenario(client: Any) -> list[Any]:
     return answers
 
 
-def _run(*, speedups: bool) -> list[Any]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        if not speedups:
-            return _scenario(client)
-        with moto_speedups.installed():
-            return _scenario(client)
-
-
 def test_same_answers_as_moto() -> None:
-    plain = _run(speedups=False)
-    fast = _run(speedups=True)
+    plain, fast = _plain_and_patched("dynamodb", _scenario)
     assert fast == plain
     cancelled = [a for a in plain if a[0] == "transact_write_items" and len(a) == 3]
     assert len(cancelled) == 3  # two cancelled, one refused: the rollbacks ran
@@ -275,17 +278,15 @@ def _reads(client: Any) -> list[Any]:
 
 
 def test_reads_of_every_attribute_type_same_as_moto() -> None:
-    with mock_aws():
-        plain = _reads(boto3.client("dynamodb", region_name="us-east-1"))
-    with mock_aws(), moto_speedups.installed():
-        fast = _reads(boto3.client("dynamodb", region_name="us-east-1"))
+    plain, fast = _plain_and_patched("dynamodb", _reads)
     assert fast == plain
     assert plain[1]["x_blob"] == {"B": b"\x00zlib"}  # whole items carry every type back
     assert plain[1]["x_features"]["M"]["x_series"]["L"][2] == {"M": {"x_deep": {"S": "deep"}}}
 
 
-def _receives(sqs: Any, computed: list[Any]) -> list[Any]:
-    """Receives from a queue whose second message has outlived the retention period."""
+def _receives(sqs: Any, computed: list[Any]) -> tuple[list[Any], int]:
+    """Receives from a queue whose second message has outlived the retention period, and how
+    many times they computed the queue's attributes."""
     from moto.sqs.models import sqs_backends
 
     url = sqs.create_queue(QueueName="retention", Attributes={"MessageRetentionPeriod": "60"})[
@@ -301,7 +302,7 @@ def _receives(sqs: Any, computed: list[Any]) -> list[Any]:
     for _ in range(3):
         received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
         bodies.append(sorted(m["Body"] for m in received.get("Messages", [])))
-    return bodies
+    return bodies, len(computed)
 
 
 def test_receives_same_as_moto_without_computing_queue_attributes(
@@ -314,14 +315,13 @@ def test_receives_same_as_moto_without_computing_queue_attributes(
     monkeypatch.setattr(
         Queue, "attributes", property(lambda q: computed.append(q) or every_attribute.fget(q))
     )
-    with mock_aws():
-        plain = _receives(boto3.client("sqs", region_name="us-east-1"), computed)
-    assert len(computed) >= 9  # moto's own: every attribute, thrice per message received
-    with mock_aws(), moto_speedups.installed():
-        fast = _receives(boto3.client("sqs", region_name="us-east-1"), computed)
+    (plain, plain_computed), (fast, fast_computed) = _plain_and_patched(
+        "sqs", lambda sqs: _receives(sqs, computed)
+    )
+    assert plain_computed >= 9  # moto's own: every attribute, thrice per message received
     assert fast == plain
     assert plain[0] == ["m0"]  # moto stops a receive at a message past its retention period
-    assert computed == []
+    assert fast_computed == 0
 
 
 def _queue_counts(sqs: Any) -> list[Any]:
@@ -347,10 +347,7 @@ def _queue_counts(sqs: Any) -> list[Any]:
 
 
 def test_queue_counts_same_as_moto() -> None:
-    with mock_aws():
-        plain = _queue_counts(boto3.client("sqs", region_name="us-east-1"))
-    with mock_aws(), moto_speedups.installed():
-        fast = _queue_counts(boto3.client("sqs", region_name="us-east-1"))
+    plain, fast = _plain_and_patched("sqs", _queue_counts)
     assert fast == plain
     assert plain[0] == {
         "ApproximateNumberOfMessages": "3",
