@@ -43,35 +43,39 @@ SHAPES = {
 LOCAL_TENANT = "arn:aws:iam::000000000000:user/demo"  # the local stack's "demo" key
 
 
-def capture_submission(
-    ids: list[str],
-) -> tuple[Any, list[tuple[str, str, dict[str, Any]]], dict[str, str]]:
-    """One warm submission under in-process moto: its tally, its recorded calls, its tables."""
+Captured = tuple[Any, list[tuple[str, str, dict[str, Any]]], dict[str, str]]
+
+
+def capture_submissions() -> dict[str, Captured]:
+    """One warm submission of each shape under in-process moto: its tally, its recorded calls,
+    and the tables they name."""
+    from batchpredict import aws
     from bench.awscount import AwsCounter
     from bench.moto_env import in_process
 
+    captured: dict[str, Captured] = {}
     with in_process() as env, quiet_stdout():
         for page in data.pages(N_STORED):
             env.pipeline.api("PUT", "/v1/entities", body={"entities": page}, tenant=LOCAL_TENANT)
-        body = {
-            "prediction_type": PREDICTION_TYPE,
-            "entity_ids": ids,
-            "parameters": data.PARAMETERS[PREDICTION_TYPE],
-        }
-        env.pipeline.api("POST", "/v1/jobs", body=body, tenant=LOCAL_TENANT)  # warm
-        recorder = AwsCounter(capacity=False, record=True)
-        from batchpredict import aws
-
-        for service in ("dynamodb", "sqs", "events"):
-            recorder.watch(aws.client(service))
-        env.reset_counts()
-        response = env.pipeline.api("POST", "/v1/jobs", body=body, tenant=LOCAL_TENANT)
-        if response.status != 202:
-            raise RuntimeError(f"POST /v1/jobs: {response}")
-        tally = env.functions.take()
-        recorder.unwatch_all()
-        assert recorder.recorded is not None
-        return tally, list(recorder.recorded), dict(env.tables)
+        for shape, ids in SHAPES.items():
+            body = {
+                "prediction_type": PREDICTION_TYPE,
+                "entity_ids": ids,
+                "parameters": data.PARAMETERS[PREDICTION_TYPE],
+            }
+            env.pipeline.api("POST", "/v1/jobs", body=body, tenant=LOCAL_TENANT)  # warm
+            recorder = AwsCounter(capacity=False, record=True)
+            for service in ("dynamodb", "sqs", "events"):
+                recorder.watch(aws.client(service))
+            env.reset_counts()
+            response = env.pipeline.api("POST", "/v1/jobs", body=body, tenant=LOCAL_TENANT)
+            if response.status != 202:
+                raise RuntimeError(f"POST /v1/jobs: {response}")
+            tally = env.functions.take()
+            recorder.unwatch_all()
+            assert recorder.recorded is not None
+            captured[shape] = (tally, list(recorder.recorded), dict(env.tables))
+    return captured
 
 
 def replay_seconds(
@@ -113,7 +117,7 @@ def run(quick: bool) -> PartResult:
     chunks = math.ceil(N_ENTITIES / chunk_size)
 
     log("submission: one submission of each shape counted under in-process moto")
-    captured = {shape: capture_submission(ids) for shape, ids in SHAPES.items()}
+    captured = capture_submissions()
 
     latencies: dict[str, list[float]] = {shape: [] for shape in SHAPES}
     replays: list[dict[str, float]] = []
