@@ -227,6 +227,11 @@ def recovery_rate(rho: float) -> float | None:
     return -math.log(min(1.0, max(RHO_FLOOR, rho))) + 0.0  # + 0.0: no "-0.0" in the output
 
 
+def _window(params: EwsParams, length: int) -> int:
+    """The window of a series of `length` points: the given one, or half the series."""
+    return params.time_window or max(MIN_WINDOW, length // 2)
+
+
 @register
 class EwsPredictor(Predictor[EwsParams]):
     prediction_type = "ews"
@@ -253,7 +258,7 @@ class EwsPredictor(Predictor[EwsParams]):
             groups.setdefault(series.size, []).append((index, series))
         for length, members in groups.items():
             rows = np.stack([series for _, series in members])
-            window = params.time_window or max(MIN_WINDOW, length // 2)
+            window = _window(params, length)
             predictions = self._predict_rows(rows, window, params)
             for (index, _), prediction in zip(members, predictions, strict=True):
                 outcomes[index] = prediction
@@ -271,7 +276,7 @@ class EwsPredictor(Predictor[EwsParams]):
                 ErrorCode.INVALID_INPUT,
                 f"time_series[{at}] of entity {entity.entity_id!r} is not a finite number",
             )
-        window = params.time_window or max(MIN_WINDOW, series.size // 2)
+        window = _window(params, series.size)
         if series.size < window + 2:
             raise InvalidEntityError(
                 ErrorCode.INVALID_INPUT,
